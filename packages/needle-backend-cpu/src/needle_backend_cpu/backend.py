@@ -1,0 +1,143 @@
+"""NumPy kernels for the needle backend contract (see ``needle.backend``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from needle.backend import Axes, Backend, DType, Shape, reduced_shape
+from numpy.lib.stride_tricks import as_strided
+
+
+class CPUBackend(Backend):
+    name = "cpu"
+    array_types = (np.ndarray, np.generic)
+
+    # NumPy's functions already have the contract's names and semantics; binding
+    # them as static methods keeps the op path one call deep.
+    add = staticmethod(np.add)
+    subtract = staticmethod(np.subtract)
+    multiply = staticmethod(np.multiply)
+    divide = staticmethod(np.divide)
+    power = staticmethod(np.power)
+    negative = staticmethod(np.negative)
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    tanh = staticmethod(np.tanh)
+    sqrt = staticmethod(np.sqrt)
+    maximum = staticmethod(np.maximum)
+    where = staticmethod(np.where)
+    equal = staticmethod(np.equal)
+    greater = staticmethod(np.greater)
+    greater_equal = staticmethod(np.greater_equal)
+    less = staticmethod(np.less)
+    less_equal = staticmethod(np.less_equal)
+    matmul = staticmethod(np.matmul)
+    reshape = staticmethod(np.reshape)
+    transpose = staticmethod(np.transpose)
+    broadcast_to = staticmethod(np.broadcast_to)
+    concatenate = staticmethod(np.concatenate)
+    stack = staticmethod(np.stack)
+    flip = staticmethod(np.flip)
+    copy = staticmethod(np.copy)
+
+    # -- creation and conversion -------------------------------------------
+    def array(self, data: Any, dtype: DType) -> np.ndarray:
+        return np.array(data, dtype=dtype)
+
+    def to_numpy(self, a: np.ndarray) -> np.ndarray:
+        return np.asarray(a)
+
+    def full(self, shape: Shape, value: float, dtype: DType) -> np.ndarray:
+        return np.full(shape, value, dtype=dtype)
+
+    def astype(self, a: np.ndarray, dtype: DType) -> np.ndarray:
+        return a.astype(dtype, copy=False)
+
+    def one_hot(self, n: int, indices: np.ndarray, dtype: DType) -> np.ndarray:
+        return np.eye(n, dtype=dtype)[np.asarray(indices).astype(np.intp)]
+
+    def arange(self, n: int, dtype: DType) -> np.ndarray:
+        return np.arange(n, dtype=dtype)
+
+    # -- random: NumPy's global generator, as the course reference draws ------
+    def seed(self, n: int) -> None:
+        np.random.seed(n)
+
+    def rand(self, shape: Shape, dtype: DType) -> np.ndarray:
+        return np.random.rand(*shape).astype(dtype, copy=False)
+
+    def randn(self, shape: Shape, dtype: DType) -> np.ndarray:
+        return np.random.randn(*shape).astype(dtype, copy=False)
+
+    def randb(self, shape: Shape, p: float, dtype: DType) -> np.ndarray:
+        return (np.random.rand(*shape) <= p).astype(dtype)
+
+    def permutation(self, n: int) -> np.ndarray:
+        return np.random.permutation(n)
+
+    # -- reductions: NumPy returns scalars for full reductions; keep arrays ---
+    def sum(self, a: np.ndarray, axis: Axes = None, keepdims: bool = False) -> np.ndarray:
+        return np.asarray(np.sum(a, axis=axis, keepdims=keepdims))
+
+    def max(self, a: np.ndarray, axis: Axes = None, keepdims: bool = False) -> np.ndarray:
+        return np.asarray(np.max(a, axis=axis, keepdims=keepdims))
+
+    def argmax(self, a: np.ndarray, axis: int | None = None) -> np.ndarray:
+        return np.asarray(np.argmax(a, axis=axis))
+
+    # -- indexing -------------------------------------------------------------
+    def getitem(self, a: np.ndarray, index: Any) -> np.ndarray:
+        return a[index]
+
+    def setitem(self, a: np.ndarray, index: Any, value: Any) -> None:
+        a[index] = value
+
+    def add_at(self, a: np.ndarray, index: Any, value: np.ndarray) -> None:
+        np.add.at(a, index, value)
+
+    def pad(self, a: np.ndarray, pad_width: Sequence[tuple[int, int]]) -> np.ndarray:
+        return np.pad(a, pad_width)
+
+    # -- fused kernels ----------------------------------------------------------
+    def logsumexp(self, a: np.ndarray, axis: Axes, keepdims: bool = False) -> np.ndarray:
+        m = np.max(a, axis=axis, keepdims=True)
+        m[~np.isfinite(m)] = 0.0  # all -inf (or inf) slices: keep NaN out of a - m
+        s = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True))
+        s += m
+        return s if keepdims else np.asarray(s.reshape(reduced_shape(a.shape, axis)))
+
+    def conv(self, x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
+        """im2col through a strided view: one matrix product, no Python loop."""
+        n, h, wd, cin = x.shape
+        k, _, _, cout = w.shape
+        ho, wo = (h - k) // stride + 1, (wd - k) // stride + 1
+        sn, sh, sw, sc = x.strides
+        cols = as_strided(x, (n, ho, wo, k, k, cin),
+                          (sn, sh * stride, sw * stride, sh, sw, sc), writeable=False)
+        out = cols.reshape(n * ho * wo, k * k * cin) @ w.reshape(k * k * cin, cout)
+        return out.reshape(n, ho, wo, cout)
+
+    def sgd_update(self, param, grad, velocity, lr, momentum, weight_decay):
+        g = grad if weight_decay == 0 else grad + weight_decay * param
+        if momentum != 0:
+            if velocity is None:
+                velocity = np.zeros_like(param)
+            velocity *= momentum
+            velocity += (1 - momentum) * g
+            g = velocity
+        param -= lr * g
+        return velocity
+
+    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        g = grad if weight_decay == 0 else grad + weight_decay * param
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * (g * g)
+        # lr * m_hat / (sqrt(v_hat) + eps), with the corrections folded into scalars
+        denom = np.sqrt(v * (1.0 / (1 - beta2**step)))
+        denom += eps
+        param -= (lr / (1 - beta1**step)) * m / denom
+

@@ -1,0 +1,38 @@
+"""needle: a small, readable deep-learning framework with reverse-mode autograd.
+
+``import needle as ndl`` gives Tensor, ops and devices. Other distributions add
+subpackages to this namespace (``needle-nn`` adds ``nn``, ``init``, ``optim``,
+``data``); they are imported on first attribute access, so ``ndl.nn.Linear``
+works without a separate import and core never names them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pkgutil import extend_path
+from typing import Any
+
+# Let other distributions (wheels or editable installs) contribute ``needle.*`` modules.
+__path__ = extend_path(__path__, __name__)
+
+from . import ops  # noqa: E402
+from .autograd import (  # noqa: E402
+    NeedleError, Op, Tensor, TensorOp, TensorTuple, TensorTupleOp, Value, enable_grad,
+    is_grad_enabled, no_grad,
+)
+from .backend import Backend, BackendUnavailable  # noqa: E402
+from .device import (  # noqa: E402
+    BackendInfo, Device, DeviceError, all_devices, backends, cpu, cpu_numpy, cuda, default_device,
+    device, manual_seed,
+)
+from .ops import *  # noqa: E402,F403
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``needle.<name>`` contributed by another distribution on first use."""
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'needle' has no attribute {name!r}")

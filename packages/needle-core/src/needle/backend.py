@@ -1,0 +1,274 @@
+"""The backend contract: everything a piece of hardware must offer needle.
+
+A backend is an object whose methods take and return its own *arrays* (NumPy
+arrays for ``cpu``, CuPy arrays for ``cuda``). Ops in ``needle.ops`` are written
+once against these methods, so adding hardware means implementing this class and
+registering it under the ``needle.backends`` entry-point group::
+
+    # pyproject.toml of your package
+    [project.entry-points."needle.backends"]
+    mydev = "my_package:MyBackend"
+
+The entry point names a class (or any zero-argument callable) returning a
+``Backend``. Needle imports it lazily, the first time a device of that name is
+asked for, and never lets a failing backend break ``import needle``.
+
+Names and semantics follow NumPy, so a NumPy-like library maps onto it almost
+one-to-one. ``needle.testing.check_backend`` runs every method against NumPy to
+prove an implementation. Methods marked *optional* have a default built from the
+required ones; override them only when the hardware can do better (fused kernels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+Array = Any  # a backend's native array type
+Shape = tuple[int, ...]
+Axes = tuple[int, ...] | None
+DType = np.dtype
+
+
+class BackendUnavailable(RuntimeError):
+    """Raised when a backend is installed but cannot run here (no driver, no GPU...)."""
+
+
+class Backend:
+    """Base class of all backends. Subclasses implement the methods that raise."""
+
+    #: The device name users type: ``ndl.device(name)``.
+    name: str = "?"
+
+    # -- availability ------------------------------------------------------
+    def availability(self) -> str | None:
+        """``None`` when usable here, else a sentence saying what is missing."""
+        return None
+
+    def device_count(self) -> int:
+        return 1
+
+    # -- creation and conversion -----------------------------------------
+    def array(self, data: Any, dtype: DType) -> Array:
+        """A new array holding ``data`` (a NumPy array, list or scalar) as ``dtype``."""
+        raise NotImplementedError
+
+    def to_numpy(self, a: Array) -> np.ndarray:
+        """A NumPy array with the values of ``a`` (may share memory on the CPU)."""
+        raise NotImplementedError
+
+    def full(self, shape: Shape, value: float, dtype: DType) -> Array:
+        raise NotImplementedError
+
+    def astype(self, a: Array, dtype: DType) -> Array:
+        """``a`` converted to ``dtype``; returns ``a`` itself when it already is."""
+        raise NotImplementedError
+
+    def one_hot(self, n: int, indices: Array, dtype: DType) -> Array:
+        """Rows of the ``n``×``n`` identity picked by integer ``indices``."""
+        raise NotImplementedError
+
+    def arange(self, n: int, dtype: DType) -> Array:
+        raise NotImplementedError
+
+    def copy(self, a: Array) -> Array:
+        raise NotImplementedError
+
+    # -- random draws (reproducible through ``seed``) -----------------------
+    def seed(self, n: int) -> None:
+        raise NotImplementedError
+
+    def rand(self, shape: Shape, dtype: DType) -> Array:
+        """Uniform on [0, 1)."""
+        raise NotImplementedError
+
+    def randn(self, shape: Shape, dtype: DType) -> Array:
+        """Standard normal."""
+        raise NotImplementedError
+
+    def randb(self, shape: Shape, p: float, dtype: DType) -> Array:
+        """Bernoulli(p) as 0/1 values of ``dtype`` (uniform draw ``<= p``)."""
+        raise NotImplementedError
+
+    def permutation(self, n: int) -> Array:
+        """A random permutation of ``range(n)`` as integers."""
+        raise NotImplementedError
+
+    # -- element-wise (NumPy broadcasting; scalars may be Python numbers) ---
+    def add(self, a: Array, b: Array | float) -> Array:
+        raise NotImplementedError
+
+    def subtract(self, a: Array, b: Array | float) -> Array:
+        raise NotImplementedError
+
+    def multiply(self, a: Array, b: Array | float) -> Array:
+        raise NotImplementedError
+
+    def divide(self, a: Array, b: Array | float) -> Array:
+        raise NotImplementedError
+
+    def power(self, a: Array, b: Array | float) -> Array:
+        raise NotImplementedError
+
+    def negative(self, a: Array) -> Array:
+        raise NotImplementedError
+
+    def exp(self, a: Array) -> Array:
+        raise NotImplementedError
+
+    def log(self, a: Array) -> Array:
+        raise NotImplementedError
+
+    def tanh(self, a: Array) -> Array:
+        raise NotImplementedError
+
+    def sqrt(self, a: Array) -> Array:
+        raise NotImplementedError
+
+    def maximum(self, a: Array, b: Array | float) -> Array:
+        raise NotImplementedError
+
+    def where(self, cond: Array, a: Array, b: Array | float) -> Array:
+        raise NotImplementedError
+
+    # comparisons return boolean arrays
+    def equal(self, a: Array, b: Array | float) -> Array:
+        raise NotImplementedError
+
+    def greater(self, a: Array, b: Array | float) -> Array:
+        raise NotImplementedError
+
+    def greater_equal(self, a: Array, b: Array | float) -> Array:
+        raise NotImplementedError
+
+    def less(self, a: Array, b: Array | float) -> Array:
+        raise NotImplementedError
+
+    def less_equal(self, a: Array, b: Array | float) -> Array:
+        raise NotImplementedError
+
+    # -- reductions ---------------------------------------------------------
+    def sum(self, a: Array, axis: Axes = None, keepdims: bool = False) -> Array:
+        raise NotImplementedError
+
+    def max(self, a: Array, axis: Axes = None, keepdims: bool = False) -> Array:
+        raise NotImplementedError
+
+    def argmax(self, a: Array, axis: int | None = None) -> Array:
+        raise NotImplementedError
+
+    # -- linear algebra -----------------------------------------------------
+    def matmul(self, a: Array, b: Array) -> Array:
+        """Batched matrix product with NumPy's broadcasting of leading axes."""
+        raise NotImplementedError
+
+    # -- shapes and indexing (views where the hardware allows) --------------
+    def reshape(self, a: Array, shape: Shape) -> Array:
+        raise NotImplementedError
+
+    def transpose(self, a: Array, axes: Sequence[int]) -> Array:
+        """Permute axes (a view where possible)."""
+        raise NotImplementedError
+
+    def broadcast_to(self, a: Array, shape: Shape) -> Array:
+        """A broadcast view: must not materialise the repeated data."""
+        raise NotImplementedError
+
+    def getitem(self, a: Array, index: Any) -> Array:
+        """NumPy indexing: ints, slices, ``None``, ellipsis, integer arrays."""
+        raise NotImplementedError
+
+    def setitem(self, a: Array, index: Any, value: Array | float) -> None:
+        """In-place ``a[index] = value``."""
+        raise NotImplementedError
+
+    def add_at(self, a: Array, index: Any, value: Array) -> None:
+        """In-place unbuffered ``a[index] += value`` (repeated indices accumulate)."""
+        raise NotImplementedError
+
+    def concatenate(self, arrays: Sequence[Array], axis: int) -> Array:
+        raise NotImplementedError
+
+    def stack(self, arrays: Sequence[Array], axis: int) -> Array:
+        raise NotImplementedError
+
+    def flip(self, a: Array, axis: tuple[int, ...]) -> Array:
+        raise NotImplementedError
+
+    def pad(self, a: Array, pad_width: Sequence[tuple[int, int]]) -> Array:
+        """Zero padding, one ``(before, after)`` pair per axis."""
+        raise NotImplementedError
+
+    # -- optional: defaults built from the methods above --------------------
+    def logsumexp(self, a: Array, axis: Axes, keepdims: bool = False) -> Array:
+        """Stable log Σ exp over ``axis``: subtract the max first."""
+        m = self.max(a, axis, keepdims=True)
+        m = self.where(self.equal(m, m), m, 0.0)  # an all -inf slice keeps NaN out
+        s = self.log(self.sum(self.exp(self.subtract(a, m)), axis, keepdims=True))
+        out = self.add(s, m)
+        return out if keepdims else self.reshape(out, reduced_shape(a.shape, axis))
+
+    def conv(self, x: Array, w: Array, stride: int) -> Array:
+        """Valid cross-correlation: x (N,H,W,Cin), w (K,K,Cin,Cout) -> (N,H',W',Cout).
+
+        The default sums K*K shifted matrix products, which every backend can run;
+        backends override it with an im2col or library kernel.
+        """
+        n, h, wd, _ = x.shape
+        k, _, _, cout = w.shape
+        ho, wo = (h - k) // stride + 1, (wd - k) // stride + 1
+        out = self.full((n, ho, wo, cout), 0.0, w.dtype)
+        for i in range(k):
+            for j in range(k):
+                patch = self.getitem(
+                    x,
+                    (slice(None), slice(i, i + stride * (ho - 1) + 1, stride),
+                     slice(j, j + stride * (wo - 1) + 1, stride), slice(None)),
+                )
+                out = self.add(out, self.matmul(patch, w[i, j]))
+        return out
+
+    def sgd_update(self, param: Array, grad: Array, velocity: Array | None,
+                   lr: float, momentum: float, weight_decay: float) -> Array | None:
+        """One course-style SGD step, in place on ``param`` (and ``velocity``).
+
+        g = grad + wd*param; u = momentum*u + (1-momentum)*g; param -= lr*u.
+        Returns the new velocity (``None`` when momentum is 0). Must not touch ``grad``.
+        """
+        g = grad if weight_decay == 0 else self.add(grad, self.multiply(param, weight_decay))
+        if momentum != 0:
+            if velocity is None:
+                velocity = self.full(param.shape, 0.0, param.dtype)
+            u = self.add(self.multiply(velocity, momentum), self.multiply(g, 1 - momentum))
+            self.setitem(velocity, ..., u)
+            g = velocity
+        self.setitem(param, ..., self.subtract(param, self.multiply(g, lr)))
+        return velocity
+
+    def adam_update(self, param: Array, grad: Array, m: Array, v: Array, lr: float,
+                    beta1: float, beta2: float, eps: float, weight_decay: float,
+                    step: int) -> None:
+        """One Adam step with bias correction, in place on ``param``, ``m`` and ``v``.
+
+        Must not touch ``grad``. ``step`` counts from 1.
+        """
+        g = grad if weight_decay == 0 else self.add(grad, self.multiply(param, weight_decay))
+        self.setitem(m, ..., self.add(self.multiply(m, beta1), self.multiply(g, 1 - beta1)))
+        self.setitem(v, ..., self.add(self.multiply(v, beta2),
+                                      self.multiply(self.multiply(g, g), 1 - beta2)))
+        m_hat = self.divide(m, 1 - beta1**step)
+        v_hat = self.divide(v, 1 - beta2**step)
+        update = self.divide(m_hat, self.add(self.sqrt(v_hat), eps))
+        self.setitem(param, ..., self.subtract(param, self.multiply(update, lr)))
+
+    def __repr__(self) -> str:
+        return f"<needle backend {self.name!r} ({type(self).__module__})>"
+
+
+def reduced_shape(shape: Shape, axis: Axes) -> Shape:
+    if axis is None:
+        return ()
+    axes = {ax % len(shape) for ax in ((axis,) if isinstance(axis, int) else axis)}
+    return tuple(s for i, s in enumerate(shape) if i not in axes)

@@ -1,0 +1,21 @@
+"""needle's differentiable operators: each a small class (``compute`` on backend
+arrays, ``gradient`` in Tensor ops) plus a lower-case function that applies it."""
+
+from ._axes import normalize_axes
+from .conv import Conv, conv
+from .mathematic import (
+    AddScalar, AsType, Compare, DivScalar, EWiseAdd, EWiseDiv, EWiseMul, EWisePow, Exp, Log,
+    MatMul, MulScalar, Negate, PowerScalar, ReLU, Sigmoid, Sqrt, Tanh, add, add_scalar, astype,
+    divide, divide_scalar, exp, log, matmul, mul_scalar, multiply, negate, power, power_scalar,
+    relu, sigmoid, sqrt, sum_to_shape, tanh,
+)
+from .reduce import (
+    LogSoftmax, LogSumExp, Max, Summation, logsoftmax, logsumexp, max, summation,
+)
+from .shape import (
+    BroadcastTo, Dilate, Flip, GetItem, MakeTensorTuple, Pad, Permute, Reshape, ScatterAdd, Split,
+    Stack, Transpose, TupleGetItem, UnDilate, broadcast_to, dilate, flip, get_item, make_tuple,
+    pad, permute, reshape, split, stack, transpose, tuple_get_item, undilate,
+)
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,323 @@
+"""Element-wise and matrix ops. Binary ops broadcast like NumPy; their gradients
+are summed back to each input's shape by ``sum_to_shape``."""
+
+from __future__ import annotations
+
+from numbers import Number
+from typing import Any
+
+from ..autograd import NeedleError, Tensor, TensorOp, no_grad
+
+
+def _scalar(value: Any) -> Any:
+    """Python numbers are weak (keep the tensor's dtype); NumPy scalars are not, so unwrap."""
+    if type(value) in (int, float, bool):
+        return value
+    if isinstance(value, Number) and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def sum_to_shape(grad: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Undo broadcasting: sum ``grad`` over the axes that broadcasting created."""
+    gshape = grad.shape
+    if gshape == shape:
+        return grad
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and gshape[lead + i] != 1)
+    out = summation(grad, axes) if axes else grad
+    return reshape(out, shape) if out.shape != shape else out
+
+
+def _const(x: Tensor, data: Any) -> Tensor:
+    return Tensor.make_const(data, device=x.device)
+
+
+class EWiseAdd(TensorOp):
+    def compute(self, a, b):
+        return self.backend.add(a, b)
+
+    def gradient(self, out_grad, node):
+        a, b = node.inputs
+        return sum_to_shape(out_grad, a.shape), sum_to_shape(out_grad, b.shape)
+
+
+def add(a: Tensor, b: Tensor) -> Tensor:
+    return EWiseAdd()(a, b)
+
+
+class AddScalar(TensorOp):
+    def __init__(self, scalar: Any) -> None:
+        self.scalar = _scalar(scalar)
+
+    def compute(self, a):
+        return self.backend.add(a, self.scalar)
+
+    def gradient(self, out_grad, node):
+        return out_grad
+
+
+def add_scalar(a: Tensor, scalar: Any) -> Tensor:
+    return AddScalar(scalar)(a)
+
+
+class EWiseMul(TensorOp):
+    def compute(self, a, b):
+        return self.backend.multiply(a, b)
+
+    def gradient(self, out_grad, node):
+        a, b = node.inputs
+        return sum_to_shape(out_grad * b, a.shape), sum_to_shape(out_grad * a, b.shape)
+
+
+def multiply(a: Tensor, b: Tensor) -> Tensor:
+    return EWiseMul()(a, b)
+
+
+class MulScalar(TensorOp):
+    def __init__(self, scalar: Any) -> None:
+        self.scalar = _scalar(scalar)
+
+    def compute(self, a):
+        return self.backend.multiply(a, self.scalar)
+
+    def gradient(self, out_grad, node):
+        return out_grad * self.scalar
+
+
+def mul_scalar(a: Tensor, scalar: Any) -> Tensor:
+    return MulScalar(scalar)(a)
+
+
+class EWisePow(TensorOp):
+    """a ** b element-wise; d/da = b a^(b-1), d/db = a^b log a."""
+
+    def compute(self, a, b):
+        return self.backend.power(a, b)
+
+    def gradient(self, out_grad, node):
+        a, b = node.inputs
+        ga = out_grad * b * a ** (b - 1)
+        gb = out_grad * node * log(a)
+        return sum_to_shape(ga, a.shape), sum_to_shape(gb, b.shape)
+
+
+def power(a: Tensor, b: Tensor) -> Tensor:
+    return EWisePow()(a, b)
+
+
+class PowerScalar(TensorOp):
+    """a ** scalar."""
+
+    def __init__(self, scalar: Any) -> None:
+        self.scalar = _scalar(scalar)
+
+    def compute(self, a):
+        return self.backend.power(a, self.scalar)
+
+    def gradient(self, out_grad, node):
+        a = node.inputs[0]
+        if self.scalar == 0:
+            return out_grad * 0
+        return out_grad * (a ** (self.scalar - 1) * self.scalar)
+
+
+def power_scalar(a: Tensor, scalar: Any) -> Tensor:
+    return PowerScalar(scalar)(a)
+
+
+class EWiseDiv(TensorOp):
+    def compute(self, a, b):
+        return self.backend.divide(a, b)
+
+    def gradient(self, out_grad, node):
+        a, b = node.inputs
+        ga = out_grad / b
+        gb = -(ga * node)  # d(a/b)/db = -a/b^2 = -(1/b)(a/b)
+        return sum_to_shape(ga, a.shape), sum_to_shape(gb, b.shape)
+
+
+def divide(a: Tensor, b: Tensor) -> Tensor:
+    return EWiseDiv()(a, b)
+
+
+class DivScalar(TensorOp):
+    def __init__(self, scalar: Any) -> None:
+        self.scalar = _scalar(scalar)
+
+    def compute(self, a):
+        return self.backend.divide(a, self.scalar)
+
+    def gradient(self, out_grad, node):
+        return out_grad / self.scalar
+
+
+def divide_scalar(a: Tensor, scalar: Any) -> Tensor:
+    return DivScalar(scalar)(a)
+
+
+class Negate(TensorOp):
+    def compute(self, a):
+        return self.backend.negative(a)
+
+    def gradient(self, out_grad, node):
+        return -out_grad
+
+
+def negate(a: Tensor) -> Tensor:
+    return Negate()(a)
+
+
+class Exp(TensorOp):
+    def compute(self, a):
+        return self.backend.exp(a)
+
+    def gradient(self, out_grad, node):
+        return out_grad * node
+
+
+def exp(a: Tensor) -> Tensor:
+    return Exp()(a)
+
+
+class Log(TensorOp):
+    def compute(self, a):
+        return self.backend.log(a)
+
+    def gradient(self, out_grad, node):
+        return out_grad / node.inputs[0]
+
+
+def log(a: Tensor) -> Tensor:
+    return Log()(a)
+
+
+class Sqrt(TensorOp):
+    def compute(self, a):
+        return self.backend.sqrt(a)
+
+    def gradient(self, out_grad, node):
+        return out_grad / (node * 2)
+
+
+def sqrt(a: Tensor) -> Tensor:
+    return Sqrt()(a)
+
+
+class ReLU(TensorOp):
+    def compute(self, a):
+        return self.backend.maximum(a, 0)
+
+    def gradient(self, out_grad, node):
+        # The mask is a constant: relu is piecewise linear, its second derivative is 0.
+        b = self.backend
+        mask = b.astype(b.greater(node.cached_data, 0), node.dtype)
+        return out_grad * _const(node, mask)
+
+
+def relu(a: Tensor) -> Tensor:
+    return ReLU()(a)
+
+
+class Tanh(TensorOp):
+    def compute(self, a):
+        return self.backend.tanh(a)
+
+    def gradient(self, out_grad, node):
+        return out_grad * (1 - node * node)
+
+
+def tanh(a: Tensor) -> Tensor:
+    return Tanh()(a)
+
+
+class Sigmoid(TensorOp):
+    """1 / (1 + e^-x), computed as (1 + tanh(x/2)) / 2 so large |x| never overflows."""
+
+    def compute(self, a):
+        b = self.backend
+        return b.multiply(b.add(b.tanh(b.multiply(a, 0.5)), 1.0), 0.5)
+
+    def gradient(self, out_grad, node):
+        return out_grad * (node * (1 - node))
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    return Sigmoid()(a)
+
+
+class Compare(TensorOp):
+    """Element-wise comparison; the result is a 0/1 tensor of the input's dtype, with no gradient."""
+
+    def __init__(self, fn: str, scalar: Any = None) -> None:
+        self.fn = fn
+        self.scalar = _scalar(scalar)
+
+    def compute(self, a, b=None):
+        bk = self.backend
+        out = getattr(bk, self.fn)(a, self.scalar if b is None else b)
+        return bk.astype(out, a.dtype)
+
+    def gradient(self, out_grad, node):
+        return tuple(out_grad * 0 for _ in node.inputs)
+
+
+class MatMul(TensorOp):
+    """Matrix product of the last two axes; leading (batch) axes broadcast."""
+
+    def compute(self, a, b):
+        return self.backend.matmul(a, b)
+
+    def check(self, a, b):
+        if a.ndim < 2 or b.ndim < 2:
+            raise NeedleError(f"matmul needs tensors of at least 2 dimensions, "
+                              f"got shapes {a.shape} and {b.shape}")
+        if a.shape[-1] != b.shape[-2]:
+            raise NeedleError(
+                f"matmul: shapes {a.shape} and {b.shape} do not align: "
+                f"{a.shape[-1]} (last axis of a) != {b.shape[-2]} (second-to-last axis of b)")
+
+    def gradient(self, out_grad, node):
+        a, b = node.inputs
+        ga = matmul(out_grad, transpose(b))
+        gb = matmul(transpose(a), out_grad)
+        return sum_to_shape(ga, a.shape), sum_to_shape(gb, b.shape)
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    return MatMul()(a, b)
+
+
+class AsType(TensorOp):
+    """Explicit dtype conversion (the only way dtypes change)."""
+
+    same_dtype = False
+
+    def __init__(self, dtype: Any) -> None:
+        import numpy as np
+
+        self.dtype = np.dtype(dtype)
+
+    def compute(self, a):
+        return self.backend.astype(a, self.dtype)
+
+    def gradient(self, out_grad, node):
+        return astype(out_grad, node.inputs[0].dtype)
+
+
+def astype(a: Tensor, dtype: Any) -> Tensor:
+    return AsType(dtype)(a)
+
+
+# Imported last: shape and reduction ops use the element-wise ones above.
+from .reduce import summation  # noqa: E402
+from .shape import reshape, transpose  # noqa: E402
+
+__all__ = [
+    "AddScalar", "AsType", "Compare", "DivScalar", "EWiseAdd", "EWiseDiv", "EWiseMul",
+    "EWisePow", "Exp", "Log", "MatMul", "MulScalar", "Negate", "PowerScalar", "ReLU",
+    "Sigmoid", "Sqrt", "Tanh", "add", "add_scalar", "astype", "divide", "divide_scalar",
+    "exp", "log", "matmul", "mul_scalar", "multiply", "negate", "no_grad", "power",
+    "power_scalar", "relu", "sigmoid", "sqrt", "sum_to_shape", "tanh",
+]
