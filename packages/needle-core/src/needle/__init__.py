@@ -18,13 +18,30 @@ __path__ = extend_path(__path__, __name__)
 
 from . import ops  # noqa: E402
 from .autograd import (  # noqa: E402
-    NeedleError, Op, Tensor, TensorOp, TensorTuple, TensorTupleOp, Value, enable_grad,
-    is_grad_enabled, no_grad,
+    NeedleError,
+    Op,
+    Tensor,
+    TensorOp,
+    TensorTuple,
+    TensorTupleOp,
+    Value,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
 )
 from .backend import Backend, BackendUnavailable  # noqa: E402
 from .device import (  # noqa: E402
-    BackendInfo, Device, DeviceError, all_devices, backends, cpu, cpu_numpy, cuda, default_device,
-    device, manual_seed,
+    BackendInfo,
+    Device,
+    DeviceError,
+    all_devices,
+    backends,
+    cpu,
+    cpu_numpy,
+    cuda,
+    default_device,
+    device,
+    manual_seed,
 )
 from .ops import *  # noqa: E402,F403
 

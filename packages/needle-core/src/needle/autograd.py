@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .device import Device, DeviceError, default_device, device as _as_device
+from .device import Device, default_device
+from .device import device as _as_device
 
 #: Tensors alive now (course name; tests use it to catch leaks).
 TENSOR_COUNTER = 0

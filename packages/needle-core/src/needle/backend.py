@@ -32,7 +32,7 @@ Axes = tuple[int, ...] | None
 DType = np.dtype
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(RuntimeError):  # noqa: N818 - reads as a state
     """Raised when a backend is installed but cannot run here (no driver, no GPU...)."""
 
 
