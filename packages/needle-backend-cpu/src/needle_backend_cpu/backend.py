@@ -33,7 +33,6 @@ class CPUBackend(Backend):
     greater_equal = staticmethod(np.greater_equal)
     less = staticmethod(np.less)
     less_equal = staticmethod(np.less_equal)
-    matmul = staticmethod(np.matmul)
     reshape = staticmethod(np.reshape)
     transpose = staticmethod(np.transpose)
     broadcast_to = staticmethod(np.broadcast_to)
@@ -86,6 +85,15 @@ class CPUBackend(Backend):
 
     def argmax(self, a: np.ndarray, axis: int | None = None) -> np.ndarray:
         return np.asarray(np.argmax(a, axis=axis))
+
+    def matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        # BLAS cannot read zero-stride (broadcast) operands; NumPy then falls back to a slow
+        # loop, so materialise those first (gradients of sums arrive as broadcast views).
+        if 0 in a.strides:
+            a = np.ascontiguousarray(a)
+        if 0 in b.strides:
+            b = np.ascontiguousarray(b)
+        return np.matmul(a, b)
 
     # -- indexing -------------------------------------------------------------
     def getitem(self, a: np.ndarray, index: Any) -> np.ndarray:

@@ -178,13 +178,15 @@ class Value:
         This is the hot path of every op: keep it short.
         """
         global TENSOR_COUNTER
-        first = inputs[0]
-        dev = first._device
-        if len(inputs) > 1:
+        dev = inputs[0]._device
+        if len(inputs) == 1:
+            arrays = (inputs[0].cached_data,)
+        else:
             _check_inputs(op, inputs, dev)
+            arrays = [x.cached_data for x in inputs]
         op.backend = dev._backend or dev.backend
         try:
-            data = op.compute(*[x.cached_data for x in inputs])
+            data = op.compute(*arrays)
         except NeedleError:
             raise
         except Exception as exc:
@@ -196,18 +198,21 @@ class Value:
         value._device = dev
         if cls is Tensor:
             value.grad = None
-        if _grad_enabled and any(x.requires_grad for x in inputs):
-            value.op = op
-            value.inputs = inputs
-            value.requires_grad = True
-        else:
-            value.op = None
-            value.inputs = ()
-            value.requires_grad = False
+        if _grad_enabled:
+            for x in inputs:
+                if x.requires_grad:
+                    value.op = op
+                    value.inputs = inputs
+                    value.requires_grad = True
+                    return value
+        value.op = None
+        value.inputs = ()
+        value.requires_grad = False
         return value
 
 
 def _check_inputs(op: Op, inputs: tuple[Value, ...], dev: Device) -> None:
+    """Same device and (unless the op allows otherwise) same dtype for every input."""
     dtype = inputs[0].cached_data.dtype
     for x in inputs:
         if x._device is not dev and x._device != dev:
@@ -216,7 +221,8 @@ def _check_inputs(op: Op, inputs: tuple[Value, ...], dev: Device) -> None:
                 f"{type(op).__name__}: inputs are on different devices ({devices}); "
                 f"move them with .to(device) first"
             )
-        if op.same_dtype and x.cached_data.dtype != dtype:
+        xdtype = x.cached_data.dtype
+        if xdtype is not dtype and op.same_dtype and xdtype != dtype:
             dtypes = ", ".join(str(y.cached_data.dtype) for y in inputs)
             raise NeedleError(
                 f"{type(op).__name__}: inputs have different dtypes ({dtypes}); "
@@ -238,9 +244,7 @@ class TensorTuple(Value):
         return len(self.cached_data)
 
     def __getitem__(self, index: int) -> Tensor:
-        from .ops import tuple_get_item
-
-        return tuple_get_item(self, index)
+        return ops.tuple_get_item(self, index)
 
     def tuple(self) -> tuple[Tensor, ...]:
         return tuple(self[i] for i in range(len(self)))
@@ -249,9 +253,7 @@ class TensorTuple(Value):
         return iter(self.tuple())
 
     def __add__(self, other: TensorTuple) -> TensorTuple:
-        from .ops import make_tuple
-
-        return make_tuple(*[self[i] + other[i] for i in range(len(self))])
+        return ops.make_tuple(*[self[i] + other[i] for i in range(len(self))])
 
     def detach(self) -> TensorTuple:
         return TensorTuple.make_const(self.cached_data, device=self._device)
@@ -354,9 +356,7 @@ class Tensor(Value):
         return self
 
     def astype(self, dtype: Any) -> Tensor:
-        from .ops import astype
-
-        return astype(self, dtype)
+        return ops.astype(self, dtype)
 
     def to(self, device: Device | str, dtype: Any = None) -> Tensor:
         """This tensor on ``device`` (itself if already there), as a new leaf."""
@@ -402,68 +402,46 @@ class Tensor(Value):
 
     # -- operators -------------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:
-        from . import ops
-
         if isinstance(other, Tensor):
             return ops.EWiseAdd()(self, other)
         return ops.AddScalar(other)(self)
 
     def __mul__(self, other: Any) -> Tensor:
-        from . import ops
-
         if isinstance(other, Tensor):
             return ops.EWiseMul()(self, other)
         return ops.MulScalar(other)(self)
 
     def __pow__(self, other: Any) -> Tensor:
-        from . import ops
-
         if isinstance(other, Tensor):
             return ops.EWisePow()(self, other)
         return ops.PowerScalar(other)(self)
 
     def __rpow__(self, other: Any) -> Tensor:
-        from . import ops
-
         return ops.exp(self * float(np.log(other)))  # c ** x = exp(x log c)
 
     def __sub__(self, other: Any) -> Tensor:
-        from . import ops
-
         if isinstance(other, Tensor):
             return ops.EWiseAdd()(self, ops.Negate()(other))
         return ops.AddScalar(-other)(self)
 
     def __rsub__(self, other: Any) -> Tensor:
-        from . import ops
-
         return ops.AddScalar(other)(ops.Negate()(self))
 
     def __truediv__(self, other: Any) -> Tensor:
-        from . import ops
-
         if isinstance(other, Tensor):
             return ops.EWiseDiv()(self, other)
         return ops.DivScalar(other)(self)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        from . import ops
-
         return ops.MulScalar(other)(ops.PowerScalar(-1)(self))
 
     def __matmul__(self, other: Tensor) -> Tensor:
-        from . import ops
-
         return ops.MatMul()(self, other)
 
     def __neg__(self) -> Tensor:
-        from . import ops
-
         return ops.Negate()(self)
 
     def __getitem__(self, index: Any) -> Tensor:
-        from . import ops
-
         return ops.get_item(self, index)
 
     def __lt__(self, other: Any) -> Tensor:
@@ -483,8 +461,6 @@ class Tensor(Value):
         return self._compare("equal", other)
 
     def _compare(self, fn: str, other: Any) -> Tensor:
-        from . import ops
-
         return ops.Compare(fn)(self, other) if isinstance(other, Tensor) \
             else ops.Compare(fn, other)(self)
 
@@ -494,35 +470,23 @@ class Tensor(Value):
 
     # -- methods -------------------------------------------------------------------
     def sum(self, axes: Any = None, keepdims: bool = False) -> Tensor:
-        from . import ops
-
         return ops.summation(self, axes, keepdims)
 
     def max(self, axes: Any = None, keepdims: bool = False) -> Tensor:
-        from . import ops
-
         return ops.max(self, axes, keepdims)
 
     def broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
-        from . import ops
-
         return ops.broadcast_to(self, shape)
 
     def reshape(self, *shape: Any) -> Tensor:
-        from . import ops
-
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return ops.reshape(self, shape)
 
     def transpose(self, axes: tuple[int, int] | None = None) -> Tensor:
-        from . import ops
-
         return ops.transpose(self, axes)
 
     def permute(self, *axes: Any) -> Tensor:
-        from . import ops
-
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         return ops.permute(self, axes)
@@ -531,28 +495,18 @@ class Tensor(Value):
         return self @ other
 
     def exp(self) -> Tensor:
-        from . import ops
-
         return ops.exp(self)
 
     def log(self) -> Tensor:
-        from . import ops
-
         return ops.log(self)
 
     def relu(self) -> Tensor:
-        from . import ops
-
         return ops.relu(self)
 
     def tanh(self) -> Tensor:
-        from . import ops
-
         return ops.tanh(self)
 
     def sigmoid(self) -> Tensor:
-        from . import ops
-
         return ops.sigmoid(self)
 
     @property
@@ -605,3 +559,6 @@ def find_topo_sort(nodes: Iterable[Value]) -> list[Value]:
                 order.append(node)
     return order
 
+
+# Imported last (ops build on the classes above); Tensor methods use it at call time.
+from . import ops  # noqa: E402

@@ -41,6 +41,14 @@ from .mathematic import (
     sum_to_shape,
     tanh,
 )
+from .nn import (
+    BatchNorm,
+    Linear,
+    SoftmaxCrossEntropy,
+    batch_norm,
+    linear,
+    softmax_cross_entropy,
+)
 from .reduce import (
     LogSoftmax,
     LogSumExp,

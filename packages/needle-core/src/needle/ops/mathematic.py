@@ -68,7 +68,9 @@ class EWiseMul(TensorOp):
 
     def gradient(self, out_grad, node):
         a, b = node.inputs
-        return sum_to_shape(out_grad * b, a.shape), sum_to_shape(out_grad * a, b.shape)
+        ga = sum_to_shape(out_grad * b, a.shape) if a.requires_grad else None
+        gb = sum_to_shape(out_grad * a, b.shape) if b.requires_grad else None
+        return ga, gb
 
 
 def multiply(a: Tensor, b: Tensor) -> Tensor:
@@ -280,9 +282,9 @@ class MatMul(TensorOp):
 
     def gradient(self, out_grad, node):
         a, b = node.inputs
-        ga = matmul(out_grad, transpose(b))
-        gb = matmul(transpose(a), out_grad)
-        return sum_to_shape(ga, a.shape), sum_to_shape(gb, b.shape)
+        ga = sum_to_shape(matmul(out_grad, transpose(b)), a.shape) if a.requires_grad else None
+        gb = sum_to_shape(matmul(transpose(a), out_grad), b.shape) if b.requires_grad else None
+        return ga, gb
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:

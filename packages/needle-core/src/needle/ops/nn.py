@@ -1,0 +1,174 @@
+"""Fused ops for the layers that dominate training time: linear, batch-norm, softmax loss.
+
+Each is one graph node instead of ten, which is most of what makes small-batch
+training fast in Python. Their gradients have two paths:
+
+* the usual one (``backward()``): no graph is being recorded, so the gradient is
+  computed straight on backend arrays and wrapped as constants;
+* ``backward(create_graph=True)``: the same formula written in differentiable
+  Tensor ops, so higher-order gradients stay correct.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import NeedleError, Tensor, TensorOp, is_grad_enabled
+
+
+def _const(like: Tensor, data: Any) -> Tensor:
+    return Tensor.make_const(data, device=like.device)
+
+
+class Linear(TensorOp):
+    """x @ W + b, with x (..., in), W (in, out) and b broadcastable to (..., out)."""
+
+    def compute(self, x, w, b=None):
+        bk = self.backend
+        out = bk.matmul(x, w)
+        return out if b is None else bk.add(out, b)
+
+    def check(self, x, w, b=None):
+        if x.shape[-1:] != w.shape[:1]:
+            raise NeedleError(f"linear: input of shape {x.shape} has {x.shape[-1]} features but "
+                              f"the weight of shape {w.shape} expects {w.shape[0]}")
+
+    def gradient(self, g, node):
+        x, w = node.inputs[:2]
+        b = node.inputs[2] if len(node.inputs) > 2 else None
+        if is_grad_enabled():
+            gx = matmul(g, transpose(w)) if x.requires_grad else None
+            gw = sum_to_shape(matmul(transpose(x), g), w.shape)
+            gb = sum_to_shape(g, b.shape) if b is not None else None
+            return gx, gw, gb
+        bk = self.backend
+        gd, xd, wd = g.cached_data, x.cached_data, w.cached_data
+        gx = _const(g, bk.matmul(gd, bk.transpose(wd, (1, 0)))) if x.requires_grad else None
+        x2 = bk.reshape(xd, (-1, xd.shape[-1]))
+        g2 = bk.reshape(gd, (-1, gd.shape[-1]))
+        gw = _const(g, bk.matmul(bk.transpose(x2, (1, 0)), g2))
+        gb = None
+        if b is not None and b.requires_grad:
+            gb = _const(g, bk.reshape(bk.sum(g2, (0,), keepdims=True), b.shape))
+        return gx, gw, gb
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight + bias`` as one op (the bias broadcasts over leading axes)."""
+    return Linear()(x, weight) if bias is None else Linear()(x, weight, bias)
+
+
+class BatchNorm(TensorOp):
+    """Training-mode batch normalisation of (N, D) input over the batch axis.
+
+    y = (x − mean) / sqrt(var + eps) · weight + bias with the batch's biased
+    variance. ``batch_mean`` / ``batch_var`` are left on the op for the layer's
+    running statistics.
+    """
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        self.eps = eps
+
+    def compute(self, x, weight, bias):
+        bk = self.backend
+        n = x.shape[0]
+        mean = bk.divide(bk.sum(x, (0,), keepdims=True), n)
+        centred = bk.subtract(x, mean)
+        var = bk.divide(bk.sum(bk.multiply(centred, centred), (0,), keepdims=True), n)
+        inv_std = bk.divide(1.0, bk.sqrt(bk.add(var, self.eps)))
+        x_hat = bk.multiply(centred, inv_std)
+        self.batch_mean, self.batch_var = mean, var
+        self.x_hat, self.inv_std = x_hat, inv_std
+        return bk.add(bk.multiply(x_hat, bk.reshape(weight, (1, -1))), bk.reshape(bias, (1, -1)))
+
+    def check(self, x, weight, bias):
+        if x.ndim != 2 or weight.size != x.shape[1] or bias.size != x.shape[1]:
+            raise NeedleError(f"batch_norm: expected input (N, D) with weight and bias of D "
+                              f"elements, got {x.shape}, {weight.shape}, {bias.shape}")
+
+    def gradient(self, g, node):
+        x, weight, bias = node.inputs
+        n = x.shape[0]
+        if is_grad_enabled():
+            return self._gradient_graph(g, x, weight, bias)
+        bk = self.backend
+        gd, x_hat, inv_std = g.cached_data, self.x_hat, self.inv_std
+        w = bk.reshape(weight.cached_data, (1, -1))
+        g_bias = bk.sum(gd, (0,), keepdims=True)
+        g_weight = bk.sum(bk.multiply(gd, x_hat), (0,), keepdims=True)
+        # dx = inv_std/N · (N·g·w − Σ(g·w) − x̂ · Σ(g·w·x̂)), with w factored out of the sums
+        dx = bk.subtract(bk.multiply(gd, n), g_bias)
+        dx = bk.subtract(dx, bk.multiply(x_hat, g_weight))
+        dx = bk.multiply(dx, bk.multiply(w, bk.divide(inv_std, n)))
+        return (_const(g, dx) if x.requires_grad else None,
+                _const(g, bk.reshape(g_weight, weight.shape)),
+                _const(g, bk.reshape(g_bias, bias.shape)))
+
+    def _gradient_graph(self, g, x, weight, bias):
+        n, d = x.shape
+        x_hat = _const(g, self.x_hat)
+        inv_std = _const(g, self.inv_std)
+        w = broadcast_to(reshape(weight, (1, d)), x.shape)
+        g_hat = g * w
+        s1 = broadcast_to(summation(g_hat, (0,), keepdims=True), x.shape)
+        s2 = broadcast_to(summation(g_hat * x_hat, (0,), keepdims=True), x.shape)
+        dx = (g_hat * n - s1 - x_hat * s2) * broadcast_to(inv_std / n, x.shape)
+        g_weight = reshape(summation(g * x_hat, (0,)), weight.shape)
+        g_bias = reshape(summation(g, (0,)), bias.shape)
+        return dx, g_weight, g_bias
+
+
+def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
+    return BatchNorm(eps)(x, weight, bias)
+
+
+class SoftmaxCrossEntropy(TensorOp):
+    """Mean over the batch of logsumexp(z) − z[label]: the course's softmax loss, fused.
+
+    ``labels`` holds integer class ids (any dtype); it gets no gradient.
+    """
+
+    same_dtype = False
+
+    def compute(self, logits, labels):
+        bk = self.backend
+        n = logits.shape[0]
+        idx = bk.astype(labels, "int64")
+        self.index = (bk.arange(n, "int64"), idx)
+        lse = bk.logsumexp(logits, (1,), keepdims=True)
+        self.lse = lse
+        picked = bk.getitem(logits, self.index)
+        total = bk.sum(bk.subtract(bk.reshape(lse, (n,)), picked))
+        return bk.divide(total, n)
+
+    def check(self, logits, labels):
+        if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+            raise NeedleError(f"softmax_cross_entropy: expected logits (N, C) and labels (N,), "
+                              f"got {logits.shape} and {labels.shape}")
+        values = labels.numpy()
+        if values.size and (values.min() < 0 or values.max() >= logits.shape[1]):
+            raise NeedleError(f"softmax_cross_entropy: labels must be class ids in "
+                          f"[0, {logits.shape[1]}); got values outside that range")
+
+    def gradient(self, g, node):
+        logits = node.inputs[0]
+        n = logits.shape[0]
+        if is_grad_enabled():
+            softmax = exp(logits - broadcast_to(_const(g, self.lse), logits.shape))
+            one_hot = _const(g, self.backend.one_hot(logits.shape[1], self.index[1],
+                                                      logits.dtype))
+            return (softmax - one_hot) * broadcast_to(reshape(g / n, (1, 1)), logits.shape), None
+        bk = self.backend
+        softmax = bk.exp(bk.subtract(logits.cached_data, self.lse))
+        # one label per row, so plain fancy indexing never repeats an element
+        bk.setitem(softmax, self.index, bk.subtract(bk.getitem(softmax, self.index), 1.0))
+        return _const(g, bk.multiply(softmax, bk.divide(g.cached_data, n))), None
+
+
+def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    return SoftmaxCrossEntropy()(logits, labels)
+
+
+from .mathematic import exp, matmul, sum_to_shape  # noqa: E402
+from .reduce import summation  # noqa: E402
+from .shape import broadcast_to, reshape, transpose  # noqa: E402
