@@ -44,6 +44,7 @@ from .device import (  # noqa: E402
     manual_seed,
 )
 from .ops import *  # noqa: E402,F403
+from .serialization import CheckpointError, load, save  # noqa: E402
 
 __version__ = "0.1.0"
 
