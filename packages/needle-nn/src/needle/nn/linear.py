@@ -1,0 +1,58 @@
+"""Affine and shape-only layers: ``Identity``, ``Linear``, ``Flatten``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from needle import Tensor, no_grad
+
+from .. import init
+from .module import Module, Parameter, check_input
+
+
+class Identity(Module):
+    """Returns its input unchanged (a placeholder where a layer is optional)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class Linear(Module):
+    """y = x W + b with W of shape ``(in_features, out_features)`` (the course's layout).
+
+    Initialisation follows the course exactly, weight drawn before bias:
+    W ~ kaiming_uniform(in, out); b ~ kaiming_uniform(out, 1) reshaped to ``(1, out)``.
+    Inputs may have leading batch axes: ``(..., in_features)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device: Any = None, dtype: Any = "float32") -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = Parameter(init.kaiming_uniform(in_features, out_features, device=device,
+                                                     dtype=dtype))
+        self.bias = None
+        if bias:
+            with no_grad():
+                b = init.kaiming_uniform(out_features, 1, device=device, dtype=dtype)
+                self.bias = Parameter(b.reshape((1, out_features)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(self, x, 0, -1, self.in_features, f"(N, {self.in_features})")
+        out = x @ self.weight
+        if self.bias is not None:
+            out = out + self.bias.broadcast_to(out.shape)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class Flatten(Module):
+    """(N, d1, d2, ...) -> (N, d1*d2*...)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape((x.shape[0], int(np.prod(x.shape[1:]))))

@@ -1,0 +1,32 @@
+"""Losses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from needle import NeedleError, Tensor, ops
+
+from .. import init
+from .module import Module
+
+
+class SoftmaxLoss(Module):
+    """Mean cross-entropy of ``logits`` (N, k) against integer class ids ``y`` (N,).
+
+    Computed as the course does, (logsumexp(z) - z_y).sum() / N, where logsumexp
+    subtracts the row maximum first, so large logits never overflow. ``y`` may be an
+    integer or float tensor (or array) of whole numbers; ids outside [0, k) are an error.
+    """
+
+    def forward(self, logits: Tensor, y: Any) -> Tensor:
+        if logits.ndim != 2 or logits.shape[0] == 0:
+            raise NeedleError(f"SoftmaxLoss expects logits of shape (N, classes) with N > 0, "
+                              f"got shape {logits.shape}")
+        n, k = logits.shape
+        if tuple(np.shape(y)) != (n,):
+            raise NeedleError(f"SoftmaxLoss: labels must have shape ({n},) to match logits "
+                              f"of shape {logits.shape}, got shape {tuple(np.shape(y))}")
+        y_one_hot = init.one_hot(k, y, device=logits.device, dtype=logits.dtype)
+        picked = (logits * y_one_hot).sum((1,))
+        return (ops.logsumexp(logits, (1,)) - picked).sum() / n

@@ -1,0 +1,87 @@
+"""Layer and batch normalisation.
+
+BatchNorm keeps running statistics as buffers, updated in training as
+``running = (1 - momentum) * running + momentum * observed``. The observed variance
+is the batch's *biased* variance (divide by N): the course's reference values use
+it, although its handout says unbiased and PyTorch uses unbiased for the running
+estimate. The updates work on detached data, so they never build graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from needle import Tensor
+
+from .. import init
+from .module import Module, Parameter, check_input
+
+
+class LayerNorm1d(Module):
+    """Normalise each row over its ``dim`` features, then scale and shift (learned)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, device: Any = None,
+                 dtype: Any = "float32") -> None:
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.weight = Parameter(init.ones(dim, device=device, dtype=dtype))
+        self.bias = Parameter(init.zeros(dim, device=device, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(self, x, 0, -1, self.dim, f"(N, {self.dim})")
+        stat_shape = (*x.shape[:-1], 1)
+        mean = (x.sum((x.ndim - 1,)) / self.dim).reshape(stat_shape)
+        centred = x - mean.broadcast_to(x.shape)
+        var = ((centred * centred).sum((x.ndim - 1,)) / self.dim).reshape(stat_shape)
+        y = centred / ((var + self.eps) ** 0.5).broadcast_to(x.shape)
+        return self.weight.broadcast_to(x.shape) * y + self.bias.broadcast_to(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}"
+
+
+class BatchNorm1d(Module):
+    """Normalise each feature over the batch (N, dim) in training, with the running
+    statistics in eval; then scale and shift (learned)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, momentum: float = 0.1, device: Any = None,
+                 dtype: Any = "float32") -> None:
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = Parameter(init.ones(dim, device=device, dtype=dtype))
+        self.bias = Parameter(init.zeros(dim, device=device, dtype=dtype))
+        self.register_buffer("running_mean", init.zeros(dim, device=device, dtype=dtype))
+        self.register_buffer("running_var", init.ones(dim, device=device, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(self, x, 2, 1, self.dim, f"(N, {self.dim})")
+        if self.training:
+            n = x.shape[0]
+            mean = x.sum((0,)) / n
+            centred = x - mean.reshape((1, self.dim)).broadcast_to(x.shape)
+            var = (centred * centred).sum((0,)) / n
+            m = self.momentum
+            self.running_mean = self.running_mean * (1 - m) + mean.detach() * m
+            self.running_var = self.running_var * (1 - m) + var.detach() * m
+        else:
+            centred = x - self.running_mean.reshape((1, self.dim)).broadcast_to(x.shape)
+            var = self.running_var
+        y = centred / ((var + self.eps) ** 0.5).reshape((1, self.dim)).broadcast_to(x.shape)
+        return self.weight.broadcast_to(x.shape) * y + self.bias.broadcast_to(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}, momentum={self.momentum}"
+
+
+class BatchNorm2d(BatchNorm1d):
+    """BatchNorm over the channels of NCHW images: statistics per channel over N, H, W."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(self, x, 4, 1, self.dim, f"(N, {self.dim}, H, W)")
+        n, c, h, w = x.shape
+        rows = x.permute((0, 2, 3, 1)).reshape((n * h * w, c))
+        y = super().forward(rows)
+        return y.reshape((n, h, w, c)).permute((0, 3, 1, 2))
