@@ -1,0 +1,200 @@
+"""Ops that move data: transpose, permute, reshape, broadcast_to, stack, split, flip,
+pad, dilate, undilate and getitem, each against NumPy and through gradcheck."""
+
+from __future__ import annotations
+
+import needle as ndl
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from needle.testing import gradcheck
+from needle.testing import strategies as nst
+
+FIXTURE_OK = settings(suppress_health_check=[*settings.default.suppress_health_check,
+                                             HealthCheck.function_scoped_fixture])
+
+
+def t64(a, device):
+    return ndl.Tensor(a, device=device, dtype="float64")
+
+
+def same(got, want):
+    np.testing.assert_array_equal(got.numpy(), want)
+
+
+@FIXTURE_OK
+@given(shape=nst.shapes(min_dims=2, max_dims=4, max_side=3), data=st.data())
+def test_transpose(device, shape, data):
+    x = data.draw(nst.arrays(shape))
+    nd = len(shape)
+    axes = data.draw(st.one_of(st.none(), st.lists(st.integers(-nd, nd - 1), min_size=2,
+                                                   max_size=2, unique_by=lambda a: a % nd)))
+    i, j = (-1, -2) if axes is None else axes
+    same(ndl.transpose(t64(x, device), axes), np.swapaxes(x, i, j))
+    assert gradcheck(lambda a: ndl.transpose(a, axes), t64(x, device))
+
+
+def test_transpose_defaults_to_the_last_two_axes(device):
+    x = np.arange(24.0).reshape(2, 3, 4)
+    same(t64(x, device).transpose(), x.transpose(0, 2, 1))
+    same(t64(x, device).T, x.transpose(0, 2, 1))
+
+
+@FIXTURE_OK
+@given(shape=nst.shapes(min_dims=1, max_dims=4, max_side=3), data=st.data())
+def test_permute(device, shape, data):
+    x = data.draw(nst.arrays(shape))
+    perm = tuple(data.draw(st.permutations(range(len(shape)))))
+    same(ndl.permute(t64(x, device), perm), np.transpose(x, perm))
+    same(t64(x, device).permute(*perm), np.transpose(x, perm))
+    assert gradcheck(lambda a: ndl.permute(a, perm), t64(x, device))
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@FIXTURE_OK
+@given(shape=nst.shapes(min_dims=0, max_dims=3), data=st.data())
+def test_reshape(device, shape, data):
+    x = data.draw(nst.arrays(shape))
+    left, target = x.size, []
+    for _ in range(data.draw(st.integers(0, 2))):
+        d = data.draw(st.sampled_from(_divisors(left)))
+        target.append(d)
+        left //= d
+    target.append(left)
+    if data.draw(st.booleans()):
+        target[data.draw(st.integers(0, len(target) - 1))] = -1  # NumPy's inferred axis
+    target = tuple(target)
+    same(ndl.reshape(t64(x, device), target), x.reshape(target))
+    same(t64(x, device).reshape(*target), x.reshape(target))
+    assert gradcheck(lambda a: ndl.reshape(a, target), t64(x, device))
+
+
+@FIXTURE_OK
+@given(target=nst.shapes(min_dims=1, max_dims=4, max_side=3), data=st.data())
+def test_broadcast_to(device, target, data):
+    drop = data.draw(st.integers(0, len(target)))
+    shape = tuple(1 if data.draw(st.booleans()) else s for s in target[drop:])
+    x = data.draw(nst.arrays(shape))
+    same(ndl.broadcast_to(t64(x, device), target), np.broadcast_to(x, target))
+    assert gradcheck(lambda a: ndl.broadcast_to(a, target), t64(x, device))
+
+
+@FIXTURE_OK
+@given(shape=nst.shapes(min_dims=0, max_dims=3), n=st.integers(1, 3), data=st.data())
+def test_stack(device, shape, n, data):
+    xs = [data.draw(nst.arrays(shape)) for _ in range(n)]
+    axis = data.draw(st.integers(-len(shape) - 1, len(shape)))
+    same(ndl.stack([t64(x, device) for x in xs], axis), np.stack(xs, axis))
+    assert gradcheck(lambda *ts: ndl.stack(ts, axis), *[t64(x, device) for x in xs])
+
+
+@FIXTURE_OK
+@given(shape=nst.shapes(min_dims=1, max_dims=3), data=st.data())
+def test_split(device, shape, data):
+    x = data.draw(nst.arrays(shape))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    parts = ndl.split(t64(x, device), axis)
+    assert len(parts) == shape[axis]
+    for i, part in enumerate(parts):
+        same(part, np.take(x, i, axis=axis))
+    assert gradcheck(lambda a: ndl.split(a, axis), t64(x, device))
+
+
+def test_split_then_stack_round_trips_with_gradient(device):
+    x = t64(np.arange(12.0).reshape(3, 4), device)
+    y = ndl.stack(list(ndl.split(x, 1)), 1)
+    same(y, x.numpy())
+    assert gradcheck(lambda a: ndl.stack(list(ndl.split(a, 0))[::-1], 1), x)
+
+
+@FIXTURE_OK
+@given(shape=nst.shapes(min_dims=1, max_dims=3).flatmap(
+    lambda s: st.tuples(st.just(s), nst.axes(s))), data=st.data())
+def test_flip(device, shape, data):
+    shape, axes = shape
+    x = data.draw(nst.arrays(shape))
+    same(ndl.flip(t64(x, device), axes), np.flip(x, axes))
+    assert gradcheck(lambda a: ndl.flip(a, axes), t64(x, device))
+
+
+@FIXTURE_OK
+@given(shape=nst.shapes(min_dims=1, max_dims=3), data=st.data())
+def test_pad(device, shape, data):
+    x = data.draw(nst.arrays(shape))
+    widths = tuple(data.draw(st.tuples(st.integers(0, 2), st.integers(0, 2))) for _ in shape)
+    same(ndl.pad(t64(x, device), widths), np.pad(x, widths))
+    assert gradcheck(lambda a: ndl.pad(a, widths), t64(x, device))
+
+
+def dilate_ref(x, axes, d):
+    shape = tuple(s * (d + 1) if i in axes else s for i, s in enumerate(x.shape))
+    out = np.zeros(shape, x.dtype)
+    out[tuple(slice(None, None, d + 1) if i in axes else slice(None) for i in range(x.ndim))] = x
+    return out
+
+
+@FIXTURE_OK
+@given(shape=nst.shapes(min_dims=1, max_dims=3), dilation=st.integers(0, 2), data=st.data())
+def test_dilate_and_undilate(device, shape, dilation, data):
+    axes = data.draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, unique=True).map(tuple))
+    x = data.draw(nst.arrays(shape))
+    want = dilate_ref(x, axes, dilation)
+    same(ndl.dilate(t64(x, device), axes, dilation), want)
+    same(ndl.undilate(t64(want, device), axes, dilation), x)
+    assert gradcheck(lambda a: ndl.dilate(a, axes, dilation), t64(x, device))
+    assert gradcheck(lambda a: ndl.undilate(a, axes, dilation), t64(want, device))
+
+
+def _index_item(size):
+    """One axis' index: an int, a slice (any step, negative included) or an integer array."""
+    return st.one_of(st.integers(-size, size - 1), st.slices(size),
+                     st.lists(st.integers(-size, size - 1), min_size=1, max_size=4).map(np.array))
+
+
+@st.composite
+def indices(draw, shape):
+    items, used_array = [], False
+    for size in shape[:draw(st.integers(1, len(shape)))]:
+        item = draw(_index_item(size))
+        if isinstance(item, np.ndarray):
+            if used_array:  # one advanced index keeps NumPy's axis placement simple
+                item = slice(None)
+            used_array = True
+        items.append(item)
+    if draw(st.booleans()):
+        items.insert(draw(st.integers(0, len(items))), None)
+    return tuple(items)
+
+
+@FIXTURE_OK
+@given(shape=nst.shapes(min_dims=1, max_dims=3), data=st.data())
+def test_getitem(device, shape, data):
+    x = data.draw(nst.arrays(shape))
+    index = data.draw(indices(shape), label="index")
+    same(t64(x, device)[index], x[index])
+    # repeated integer indices must accumulate their gradients (an unbuffered scatter-add)
+    assert gradcheck(lambda a: a[index], t64(x, device))
+
+
+def test_getitem_accepts_lists_tensors_and_ellipsis(device):
+    x = np.arange(24.0).reshape(2, 3, 4)
+    t = t64(x, device)
+    same(t[[1, 0, 1]], x[[1, 0, 1]])
+    same(t[ndl.Tensor([1, 1, 0], device=device, dtype="int64")], x[[1, 1, 0]])
+    same(t[..., 1], x[..., 1])
+    same(t[:, ndl.Tensor([2, 2, 0], device=device, dtype="int64")], x[:, [2, 2, 0]])
+    t[:, [2, 2, 0]].sum().backward()
+    np.testing.assert_array_equal(t.grad.numpy()[0], [[1] * 4, [0] * 4, [2] * 4])
+
+
+@pytest.mark.parametrize("index", [0, -1, slice(None, None, -2), (slice(1, None), 0)])
+def test_getitem_basic_indexing_gradient_is_placed_not_accumulated(device, index):
+    x = t64(np.arange(12.0).reshape(3, 4), device)
+    x[index].backward(t64(np.ones_like(x.numpy()[index]) * 2, device))
+    want = np.zeros((3, 4))
+    want[index] = 2
+    np.testing.assert_array_equal(x.grad.numpy(), want)
