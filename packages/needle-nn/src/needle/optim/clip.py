@@ -1,0 +1,46 @@
+"""Gradient-norm clipping."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+from needle.autograd import Tensor
+
+from .optimizer import check_range
+
+
+def clip_grad_norm(params: Iterable[Tensor], max_norm: float,
+                   error_if_nonfinite: bool = False) -> float:
+    """Rescale gradients so their joint L2 norm is at most ``max_norm``; return the norm before.
+
+    Unlike PyTorch, gradients are **not** scaled in place: each clipped parameter
+    gets a new ``.grad`` tensor. A gradient array may be a read-only broadcast view
+    or shared with another tensor (``(w * 1).sum()`` gives ``w`` a broadcast of
+    ones), so writing into it would fail or corrupt other values. The norm is
+    accumulated in float64 so float32 gradients cannot overflow it. Parameters
+    whose grad is None are ignored; nothing changes when the norm is within bounds.
+    A NaN or infinite norm is returned with the grads untouched (PyTorch would turn
+    them into NaN), or raises ``ValueError`` when ``error_if_nonfinite``.
+    """
+    check_range("clip_grad_norm", "max_norm", max_norm, 0.0)
+    params = [p for p in params if p.grad is not None]
+    total = 0.0
+    for p in params:
+        backend = p.device.backend
+        g = backend.astype(p.grad.cached_data, np.dtype("float64"))
+        total += float(backend.to_numpy(backend.sum(backend.multiply(g, g))))
+    norm = math.sqrt(total)
+    if not math.isfinite(norm):
+        if error_if_nonfinite:
+            raise ValueError(f"clip_grad_norm: the total gradient norm is {norm}")
+        return norm  # no finite scale exists: leave grads alone, let the caller skip the step
+    scale = max_norm / (norm + 1e-6)  # PyTorch's epsilon: never divide by zero
+    if scale < 1.0:
+        for p in params:
+            grad = p.grad
+            grad_data = grad.device.backend.multiply(grad.cached_data, scale)
+            p.grad = Tensor.make_const(grad.device.backend.astype(grad_data, grad.dtype),
+                                       device=grad.device)
+    return norm

@@ -1,0 +1,81 @@
+"""Learning-rate schedules: small callables mapping an epoch to a learning rate.
+
+``schedule(epoch)`` is the closed-form rate (no state, no drift); ``step()``
+advances the epoch and writes the rate into ``optimizer.lr``. Call ``step()``
+once per epoch after the optimizer's steps, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .optimizer import Optimizer, check_range
+
+
+class LRScheduler:
+    """Base: remembers the optimizer's initial ``lr`` as ``base_lr``."""
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        if not hasattr(optimizer, "lr"):
+            raise TypeError(f"{type(self).__name__} needs an optimizer with an 'lr' attribute, "
+                            f"got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.base_lr: float = optimizer.lr
+        self.last_epoch = 0
+
+    def __call__(self, epoch: int) -> float:
+        raise NotImplementedError
+
+    def step(self) -> float:
+        """Advance one epoch, set and return the optimizer's new learning rate."""
+        self.last_epoch += 1
+        self.optimizer.lr = self(self.last_epoch)
+        return self.optimizer.lr
+
+    def get_last_lr(self) -> float:
+        return self(self.last_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"base_lr": self.base_lr, "last_epoch": self.last_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_range(type(self).__name__, "base_lr", state.get("base_lr"), 0.0)
+        epoch = state.get("last_epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"{type(self).__name__}: invalid last_epoch: {epoch!r}")
+        self.base_lr, self.last_epoch = state["base_lr"], epoch
+        self.optimizer.lr = self(epoch)
+
+
+class StepLR(LRScheduler):
+    """``lr = base_lr * gamma ** (epoch // step_size)``: times ``gamma`` every ``step_size`` epochs."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
+        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
+            raise ValueError(f"StepLR: invalid step_size: {step_size!r} (must be an int >= 1)")
+        check_range("StepLR", "gamma", gamma, 0.0)
+        super().__init__(optimizer)
+        self.step_size, self.gamma = step_size, gamma
+
+    def __call__(self, epoch: int) -> float:
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineAnnealingLR(LRScheduler):
+    """``lr = eta_min + (base_lr - eta_min) * (1 + cos(π·epoch/T_max)) / 2``.
+
+    Reaches ``eta_min`` at ``T_max`` and, as in PyTorch, rises again after it
+    (a cosine period of ``2·T_max``); restart or stop at ``T_max`` if that is unwanted.
+    """
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803
+        if isinstance(T_max, bool) or not isinstance(T_max, int) or T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: invalid T_max: {T_max!r} (must be an int >= 1)")
+        check_range("CosineAnnealingLR", "eta_min", eta_min, 0.0)
+        super().__init__(optimizer)
+        self.T_max, self.eta_min = T_max, eta_min
+
+    def __call__(self, epoch: int) -> float:
+        cos = (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+        return self.eta_min + (self.base_lr - self.eta_min) * cos

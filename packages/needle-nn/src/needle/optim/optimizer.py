@@ -1,0 +1,150 @@
+"""The Optimizer base class: parameters, gradient reset, resumable state.
+
+Updates run in place on each parameter's backend array through the backend's
+fused ``sgd_update``/``adam_update`` (a few kernel calls per parameter, no Tensor,
+no graph, no change to ``.grad``). In-place is what keeps a parameter's dtype and
+identity: float64 weights stay float64, and modules holding them see the update.
+A consequence, as in PyTorch: a graph built *before* ``step()`` that is
+differentiated *after* it sees the new values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from needle.autograd import Tensor
+
+Array = Any  # a backend array
+
+
+class Optimizer:
+    """Holds ``params`` (course name) and per-parameter state keyed by parameter index.
+
+    Subclasses list their hyper-parameters in ``hyper_names`` and their
+    per-parameter state arrays in ``state_arrays``; ``self.state[i]`` maps those
+    names to backend arrays, and the names in ``state_ints`` (Adam's ``"step"``) to ints.
+    """
+
+    hyper_names: tuple[str, ...] = ("lr",)
+    state_arrays: tuple[str, ...] = ()
+    state_ints: tuple[str, ...] = ()
+
+    def __init__(self, params: Iterable[Tensor]) -> None:
+        params = list(params)
+        unique: dict[int, Tensor] = {}
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{type(self).__name__}: params[{i}] is a {type(p).__name__}, "
+                                f"not a Tensor")
+            unique.setdefault(id(p), p)  # a shared module lists its weights twice: update once
+        if not unique:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        self.params: list[Tensor] = list(unique.values())
+        self.state: dict[int, dict[str, Any]] = {}
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def reset_grad(self) -> None:
+        """Forget every gradient (course name): the next backward starts from zero."""
+        for p in self.params:
+            p.grad = None
+
+    zero_grad = reset_grad
+
+    # -- helpers for step() ---------------------------------------------------------
+    def _arrays(self, i: int, p: Tensor) -> tuple[Array, Array]:
+        """``p``'s writeable array and its gradient's array, after checking they match."""
+        data, grad = p.cached_data, p.grad.cached_data
+        if grad.shape != data.shape:
+            raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape "
+                             f"{tuple(data.shape)} but its grad has shape {tuple(grad.shape)}")
+        if p.grad.device != p.device:
+            raise ValueError(f"{type(self).__name__}.step: parameter {i} is on {p.device} but its "
+                             f"grad is on {p.grad.device}")
+        flags = getattr(data, "flags", None)
+        if (flags is not None and not getattr(flags, "writeable", True)) \
+                or 0 in getattr(data, "strides", ()):
+            # A read-only or broadcast view (several elements share memory):
+            # give the parameter its own array once, then update that in place.
+            data = p.cached_data = p.device.backend.copy(data)
+        return data, grad
+
+    def _update_failed(self, i: int, p: Tensor, exc: Exception) -> ValueError:
+        return ValueError(f"{type(self).__name__}.step: updating parameter {i} ({p.dtype}"
+                          f"{list(p.shape)}) with its grad ({p.grad.dtype}) failed: {exc}")
+
+    # -- resumable state --------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """A snapshot (copies) of hyper-parameters and per-parameter state.
+
+        Arrays come back as constant Tensors so ``needle.save`` stores them and
+        ``needle.load(device=...)`` can move them; later steps do not change it.
+        """
+        state = {}
+        for i, entry in self.state.items():
+            p = self.params[i]
+            state[i] = {k: Tensor.make_const(p.device.backend.copy(v), device=p.device)
+                        if k in self.state_arrays else v for k, v in entry.items()}
+        return {"optimizer": type(self).__name__, "num_params": len(self.params),
+                "hyper": {k: getattr(self, k) for k in self.hyper_names}, "state": state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue exactly where ``state_dict`` was taken (same parameters, same order).
+
+        Everything is checked before anything changes: a mismatch raises
+        ``ValueError`` saying what differs and leaves the optimizer as it was.
+        """
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or state_dict.get("optimizer") != name:
+            found = state_dict.get("optimizer") if isinstance(state_dict, dict) else state_dict
+            raise ValueError(f"{name}.load_state_dict: this is not a {name} state dict "
+                             f"(optimizer: {found!r:.60})")
+        if state_dict.get("num_params") != len(self.params):
+            raise ValueError(f"{name}.load_state_dict: the state dict is for "
+                             f"{state_dict.get('num_params')} parameters, this optimizer has "
+                             f"{len(self.params)}")
+        hyper = state_dict.get("hyper", {})
+        if set(hyper) != set(self.hyper_names):
+            raise ValueError(f"{name}.load_state_dict: hyper-parameters {sorted(hyper)} != "
+                             f"{sorted(self.hyper_names)}")
+        self.validate(**hyper)
+        new_state = {}
+        expected = set(self.state_arrays) | set(self.state_ints)
+        for i, entry in state_dict.get("state", {}).items():
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.params) \
+                    or not isinstance(entry, dict) or set(entry) != expected:
+                raise ValueError(f"{name}.load_state_dict: bad state for parameter {i!r}: expected "
+                                 f"{sorted(expected)}, got {entry!r:.80}")
+            new_state[i] = {k: self._load_array(i, k, v) if k in self.state_arrays else int(v)
+                            for k, v in entry.items()}
+        for k, v in hyper.items():
+            setattr(self, k, v)
+        self.state = new_state
+
+    def _load_array(self, i: int, key: str, value: Any) -> Array:
+        """``value`` (Tensor or NumPy array) as a fresh array on parameter ``i``'s device and dtype."""
+        p = self.params[i]
+        array = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+        if tuple(array.shape) != p.shape:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state {key!r} of parameter "
+                             f"{i} has shape {tuple(array.shape)}, the parameter has {p.shape}")
+        return p.device.backend.array(array, p.dtype)
+
+    @classmethod
+    def validate(cls, **hyper: float) -> None:
+        """Raise ``ValueError`` naming any out-of-range hyper-parameter."""
+        raise NotImplementedError
+
+
+def check_range(owner: str, name: str, value: Any, low: float, high: float = math.inf,
+                high_open: bool = False) -> None:
+    """A finite ``low <= value <= high`` (``< high`` if ``high_open``), else a ValueError naming it."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value) and low <= value and (value < high if high_open else value <= high)
+    if not ok:
+        bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
+        raise ValueError(f"{owner}: invalid {name}: {value!r} (must be a number in {bound})")
