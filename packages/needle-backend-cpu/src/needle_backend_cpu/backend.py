@@ -9,10 +9,16 @@ import numpy as np
 from needle.backend import Axes, Backend, DType, Shape, reduced_shape
 from numpy.lib.stride_tricks import as_strided
 
+_add_reduce = np.add.reduce
+_max_reduce = np.maximum.reduce
+
 
 class CPUBackend(Backend):
     name = "cpu"
     array_types = (np.ndarray, np.generic)
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[Any, ...], np.ndarray] = {}
 
     # NumPy's functions already have the contract's names and semantics; binding
     # them as static methods keeps the op path one call deep.
@@ -33,8 +39,6 @@ class CPUBackend(Backend):
     greater_equal = staticmethod(np.greater_equal)
     less = staticmethod(np.less)
     less_equal = staticmethod(np.less_equal)
-    reshape = staticmethod(np.reshape)
-    transpose = staticmethod(np.transpose)
     broadcast_to = staticmethod(np.broadcast_to)
     concatenate = staticmethod(np.concatenate)
     stack = staticmethod(np.stack)
@@ -77,11 +81,14 @@ class CPUBackend(Backend):
         return np.random.permutation(n)
 
     # -- reductions: NumPy returns scalars for full reductions; keep arrays ---
+    # ufunc.reduce directly: np.sum's Python wrappers cost more than the work on small arrays
     def sum(self, a: np.ndarray, axis: Axes = None, keepdims: bool = False) -> np.ndarray:
-        return np.asarray(np.sum(a, axis=axis, keepdims=keepdims))
+        out = _add_reduce(a, axis, None, None, keepdims)
+        return out if type(out) is np.ndarray else np.asarray(out)
 
     def max(self, a: np.ndarray, axis: Axes = None, keepdims: bool = False) -> np.ndarray:
-        return np.asarray(np.max(a, axis=axis, keepdims=keepdims))
+        out = _max_reduce(a, axis, None, None, keepdims)
+        return out if type(out) is np.ndarray else np.asarray(out)
 
     def argmax(self, a: np.ndarray, axis: int | None = None) -> np.ndarray:
         return np.asarray(np.argmax(a, axis=axis))
@@ -94,6 +101,13 @@ class CPUBackend(Backend):
         if 0 in b.strides:
             b = np.ascontiguousarray(b)
         return np.matmul(a, b)
+
+    # methods, not np.reshape/np.transpose: those add Python wrappers (and numpy scalars have them too)
+    def reshape(self, a: np.ndarray, shape: Shape) -> np.ndarray:
+        return a.reshape(shape)
+
+    def transpose(self, a: np.ndarray, axes: Sequence[int]) -> np.ndarray:
+        return a.transpose(axes)
 
     # -- indexing -------------------------------------------------------------
     def getitem(self, a: np.ndarray, index: Any) -> np.ndarray:
@@ -139,13 +153,31 @@ class CPUBackend(Backend):
         return velocity
 
     def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
-        g = grad if weight_decay == 0 else grad + weight_decay * param
+        # In place and allocation-free: this loop runs for every parameter at every step.
+        # lr·m̂/(√v̂ + ε) is rewritten as (lr·√c2/c1)·m/(√v + ε·√c2), c = 1 − β^step.
+        tmp = self._scratch(param)
+        if weight_decay != 0:
+            np.multiply(param, weight_decay, out=tmp)
+            tmp += grad
+            grad = tmp.copy()
+        np.multiply(grad, 1 - beta1, out=tmp)
         m *= beta1
-        m += (1 - beta1) * g
+        m += tmp
+        np.multiply(grad, grad, out=tmp)
+        tmp *= 1 - beta2
         v *= beta2
-        v += (1 - beta2) * (g * g)
-        # lr * m_hat / (sqrt(v_hat) + eps), with the corrections folded into scalars
-        denom = np.sqrt(v * (1.0 / (1 - beta2**step)))
-        denom += eps
-        param -= (lr / (1 - beta1**step)) * m / denom
+        v += tmp
+        c1, c2_sqrt = 1 - beta1**step, (1 - beta2**step) ** 0.5
+        np.sqrt(v, out=tmp)
+        tmp += eps * c2_sqrt
+        np.divide(m, tmp, out=tmp)
+        tmp *= lr * c2_sqrt / c1
+        param -= tmp
 
+    def _scratch(self, like: np.ndarray) -> np.ndarray:
+        """A reusable buffer shaped like ``like`` (fresh large allocations cost page faults)."""
+        key = (like.shape, like.dtype)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = np.empty_like(like)
+        return buf

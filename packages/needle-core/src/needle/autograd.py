@@ -516,42 +516,49 @@ class Tensor(Value):
 
 def compute_gradient_of_variables(output: Tensor, out_grad: Tensor,
                                   create_graph: bool = False) -> None:
-    """Reverse-mode AD: give every leaf that requires grad its ``.grad``."""
+    """Reverse-mode AD: give every leaf that requires grad its ``.grad``.
+
+    Nodes are dict keys by identity (Value keeps object hashing); gradients are
+    computed without recording a graph unless ``create_graph``.
+    """
     global _grad_enabled
     prev, _grad_enabled = _grad_enabled, create_graph
     try:
-        grads: dict[int, Any] = {id(output): out_grad}
+        grads: dict[Value, Any] = {output: out_grad}
         for node in reversed(find_topo_sort([output])):
-            grad = grads.pop(id(node), None)
+            grad = grads.pop(node, None)
             if grad is None:
                 continue
-            if node.op is None:
+            op = node.op
+            if op is None:
                 if isinstance(node, Tensor):
                     node.grad = grad if node.grad is None else node.grad + grad
                 continue
-            for inp, g in zip(node.inputs, node.op.gradient_as_tuple(grad, node)):
-                if inp.requires_grad and g is not None:
-                    key = id(inp)
-                    old = grads.get(key)
-                    grads[key] = g if old is None else old + g
+            for inp, g in zip(node.inputs, op.gradient_as_tuple(grad, node)):
+                if g is not None and inp.requires_grad:
+                    old = grads.get(inp)
+                    grads[inp] = g if old is None else old + g
     finally:
         _grad_enabled = prev
 
 
 def find_topo_sort(nodes: Iterable[Value]) -> list[Value]:
-    """Post-order of the graph above ``nodes`` (inputs before users), iteratively."""
+    """Post-order of the graph above ``nodes`` (inputs before users), iteratively.
+
+    Only nodes that require grad are visited: constants need no gradient.
+    """
     order: list[Value] = []
-    visited: set[int] = set()
+    visited: set[Value] = set()
     for root in nodes:
-        if id(root) in visited:
+        if root in visited:
             continue
-        visited.add(id(root))
+        visited.add(root)
         stack = [(root, iter(root.inputs))]
         while stack:
             node, children = stack[-1]
             for child in children:
-                if child.requires_grad and id(child) not in visited:
-                    visited.add(id(child))
+                if child.requires_grad and child not in visited:
+                    visited.add(child)
                     stack.append((child, iter(child.inputs)))
                     break
             else:
