@@ -44,7 +44,12 @@ class Conv(TensorOp):
         gx = conv(g, w_flipped, 1, k - 1)[:, p:p + h, p:p + wd, :]
         # d/dw: correlate the padded input with the gradient, batch as channels.
         xp = pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
-        gw = conv(permute(xp, (3, 1, 2, 0)), permute(g, (1, 2, 0, 3)), 1, 0)
+        xs, gs = permute(xp, (3, 1, 2, 0)), permute(g, (1, 2, 0, 3))
+        if full_h != full_w:  # backends take square kernels: zero-pad the shorter side of both
+            m = max(full_h, full_w)
+            xs = pad(xs, ((0, 0), (0, m - full_h), (0, m - full_w), (0, 0)))
+            gs = pad(gs, ((0, m - full_h), (0, m - full_w), (0, 0), (0, 0)))
+        gw = conv(xs, gs, 1, 0)
         return gx, permute(gw, (1, 2, 0, 3))
 
 
