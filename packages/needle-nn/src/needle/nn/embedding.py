@@ -8,7 +8,7 @@ from needle import Tensor, ops
 
 from .. import init
 from ..init.init_basic import class_ids
-from .module import Module, Parameter
+from .module import Module, Parameter, describe
 
 
 class Embedding(Module):
@@ -29,7 +29,7 @@ class Embedding(Module):
                                            dtype=dtype))
 
     def forward(self, x: Any) -> Tensor:
-        ids = class_ids(x, self.num_embeddings, f"{self!r}")
+        ids = class_ids(x, self.num_embeddings, describe(self))
         dev = self.weight.device
         index = dev.backend.array(ids.reshape(-1), ids.dtype)
         rows = ops.get_item(self.weight, index)

@@ -279,4 +279,9 @@ def check_input(layer: Module, x: Tensor, ndim: int, axis: int, size: int, layou
     """
     shape = x.shape
     if (len(shape) != ndim if ndim else len(shape) < 2) or shape[axis] != size:
-        raise NeedleError(f"{layer!r} expects input of shape {layout}, got shape {shape}")
+        raise NeedleError(f"{describe(layer)} expects input of shape {layout}, got shape {shape}")
+
+
+def describe(layer: Module) -> str:
+    """``Name(config)`` on one line, to name a layer in an error message."""
+    return f"{type(layer).__name__}({layer.extra_repr()})"

@@ -15,7 +15,7 @@ from typing import Any
 from needle import NeedleError, Tensor, ops
 
 from .. import init
-from .module import Module, Parameter, check_input
+from .module import Module, Parameter, check_input, describe
 
 _NONLINEARITIES = {"tanh": ops.tanh, "relu": ops.relu}
 
@@ -47,7 +47,7 @@ class _Cell(Module):
     def _affine(self, x: Tensor, h: Tensor) -> Tensor:
         check_input(self, x, 2, 1, self.input_size, f"(N, {self.input_size})")
         if h.shape != (x.shape[0], self.hidden_size):
-            raise NeedleError(f"{self!r}: hidden state must have shape "
+            raise NeedleError(f"{describe(self)}: hidden state must have shape "
                               f"{(x.shape[0], self.hidden_size)}, got {h.shape}")
         out = x @ self.W_ih + h @ self.W_hh
         if self.bias_ih is not None:

@@ -1,0 +1,207 @@
+"""Every layer's gradient, with respect to its inputs and every parameter, checked by
+``needle.testing.gradcheck`` (central differences, float64) under hypothesis-drawn
+shapes, on every usable backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import needle as ndl
+import needle.nn as nn
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from needle.testing import gradcheck
+
+FIXTURE_OK = settings(suppress_health_check=[*settings.default.suppress_health_check,
+                                             HealthCheck.function_scoped_fixture])
+F64 = "float64"
+small = st.integers(1, 3)
+seeds = st.integers(0, 2**16)
+
+
+def _set(root: Any, path: str, value: Any) -> None:
+    """Put ``value`` where the dotted ``path`` of ``named_parameters`` points."""
+    *parents, last = path.split(".")
+    owner = root
+    for part in parents:
+        owner = owner[int(part)] if isinstance(owner, (list, tuple)) else \
+            owner[part] if isinstance(owner, dict) else getattr(owner, part)
+    if isinstance(owner, list):
+        owner[int(last)] = value
+    elif isinstance(owner, dict):
+        owner[last] = value
+    else:
+        setattr(owner, last, value)
+
+
+def check_module(module: nn.Module, *inputs: Any,
+                 out: Callable[[Any], Any] = lambda y: y, before: Callable[[], None] = lambda: None,
+                 ) -> None:
+    """gradcheck ``out(module(*inputs))`` with respect to the inputs and all parameters.
+
+    Each call swaps fresh leaves in for the parameters, so their gradients are checked
+    like any input's; ``before`` runs first in every call (re-seeding dropout).
+    """
+    names, params = zip(*module.named_parameters()) if module.parameters() else ((), ())
+    n = len(inputs)
+
+    def fn(*tensors: ndl.Tensor) -> Any:
+        for name, t in zip(names, tensors[n:]):
+            _set(module, name, t)
+        try:
+            before()
+            return out(module(*tensors[:n]))
+        finally:
+            for name, p in zip(names, params):
+                _set(module, name, p)
+
+    leaves = [ndl.Tensor(p.numpy(), device=p.device, dtype=p.dtype) for p in params]
+    assert gradcheck(fn, *inputs, *leaves, seed=0)
+
+
+def x64(rng: np.random.Generator, device: ndl.Device, *shape: int) -> ndl.Tensor:
+    return ndl.Tensor(rng.standard_normal(shape), device=device, dtype=F64)
+
+
+@FIXTURE_OK
+@given(n=small, fin=small, fout=small, bias=st.booleans(), seed=seeds)
+def test_linear(device, n, fin, fout, bias, seed):
+    rng = np.random.default_rng(seed)
+    check_module(nn.Linear(fin, fout, bias=bias, device=device, dtype=F64), x64(rng, device, n, fin))
+
+
+@FIXTURE_OK
+@given(n=small, d=st.integers(1, 4), seed=seeds)
+def test_activations_flatten_and_residual_sequential(device, n, d, seed):
+    rng = np.random.default_rng(seed)
+    x = x64(rng, device, n, d)
+    for layer in (nn.Tanh(), nn.Sigmoid(), nn.ReLU(), nn.Identity()):
+        check_module(layer, x)
+    check_module(nn.Flatten(), x64(rng, device, n, d, 2))
+    model = nn.Residual(nn.Sequential(nn.Linear(d, 3, device=device, dtype=F64), nn.Tanh(),
+                                      nn.Linear(3, d, device=device, dtype=F64)))
+    check_module(model, x)
+
+
+@FIXTURE_OK
+@given(n=small, d=st.integers(1, 4), seed=seeds)
+def test_layernorm(device, n, d, seed):
+    rng = np.random.default_rng(seed)
+    ln = nn.LayerNorm1d(d, device=device, dtype=F64)
+    ln.weight.data = x64(rng, device, d)
+    ln.bias.data = x64(rng, device, d)
+    check_module(ln, x64(rng, device, n, d))
+
+
+@FIXTURE_OK
+@given(n=st.integers(2, 4), d=small, train=st.booleans(), seed=seeds)
+def test_batchnorm1d_train_and_eval(device, n, d, train, seed):
+    rng = np.random.default_rng(seed)
+    bn = nn.BatchNorm1d(d, device=device, dtype=F64)
+    bn.weight.data = x64(rng, device, d)
+    bn.running_mean = x64(rng, device, d)
+    bn.running_var = ndl.Tensor(rng.uniform(0.5, 2.0, d), device=device, dtype=F64)
+    bn.train(train)
+    check_module(bn, x64(rng, device, n, d))
+
+
+@FIXTURE_OK
+@given(n=st.integers(1, 2), c=small, h=st.integers(1, 3), w=st.integers(1, 3), seed=seeds)
+def test_batchnorm2d(device, n, c, h, w, seed):
+    rng = np.random.default_rng(seed)
+    bn = nn.BatchNorm2d(c, device=device, dtype=F64)
+    bn.weight.data = x64(rng, device, c)
+    check_module(bn, x64(rng, device, n, c, h, w) * 2.0)
+
+
+@FIXTURE_OK
+@given(n=small, d=st.integers(1, 4), p=st.sampled_from([0.0, 0.2, 0.5]), seed=seeds)
+def test_dropout_with_a_fixed_mask(device, n, d, p, seed):
+    rng = np.random.default_rng(seed)
+    check_module(nn.Dropout(p), x64(rng, device, n, d), before=lambda: device.backend.seed(seed))
+
+
+@FIXTURE_OK
+@given(n=small, k=st.integers(1, 4), seed=seeds)
+def test_softmax_loss(device, n, k, seed):
+    rng = np.random.default_rng(seed)
+    labels = ndl.Tensor(rng.integers(0, k, n), device=device, dtype="int64", requires_grad=False)
+    check_module(nn.SoftmaxLoss(), x64(rng, device, n, k) * 3.0, labels)
+
+
+@FIXTURE_OK
+@given(n=st.integers(1, 2), cin=st.integers(1, 2), cout=st.integers(1, 2),
+       k=st.sampled_from([1, 3]), stride=st.integers(1, 2), size=st.integers(3, 4),
+       bias=st.booleans(), seed=seeds)
+def test_conv(device, n, cin, cout, k, stride, size, bias, seed):
+    rng = np.random.default_rng(seed)
+    conv = nn.Conv(cin, cout, k, stride=stride, bias=bias, device=device, dtype=F64)
+    check_module(conv, x64(rng, device, n, cin, size, size))
+
+
+@FIXTURE_OK
+@given(n=small, fin=small, hidden=small, nonlinearity=st.sampled_from(["tanh", "relu"]),
+       bias=st.booleans(), seed=seeds)
+def test_rnn_cell(device, n, fin, hidden, nonlinearity, bias, seed):
+    rng = np.random.default_rng(seed)
+    cell = nn.RNNCell(fin, hidden, bias=bias, nonlinearity=nonlinearity, device=device, dtype=F64)
+    check_module(cell, x64(rng, device, n, fin), x64(rng, device, n, hidden))
+
+
+@FIXTURE_OK
+@given(n=small, fin=small, hidden=small, bias=st.booleans(), seed=seeds)
+def test_lstm_cell(device, n, fin, hidden, bias, seed):
+    rng = np.random.default_rng(seed)
+    cell = nn.LSTMCell(fin, hidden, bias=bias, device=device, dtype=F64)
+    state = (x64(rng, device, n, hidden), x64(rng, device, n, hidden))
+    check_module(_StateAsArgs(cell), x64(rng, device, n, fin), *state,
+                 out=lambda hc: ndl.make_tuple(*hc))
+
+
+class _StateAsArgs(nn.Module):
+    """``cell(x, h, c)`` for ``cell(x, (h, c))``: gradcheck passes inputs one by one."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: ndl.Tensor, h: ndl.Tensor | None = None, c: ndl.Tensor | None = None):
+        return self.inner(x, None if h is None else (h, c))
+
+
+@FIXTURE_OK
+@given(seq=st.integers(1, 2), n=st.integers(1, 2), fin=st.integers(1, 2), hidden=st.integers(1, 2),
+       layers=st.integers(1, 2), nonlinearity=st.sampled_from(["tanh", "relu"]),
+       with_h0=st.booleans(), seed=seeds)
+def test_rnn(device, seq, n, fin, hidden, layers, nonlinearity, with_h0, seed):
+    rng = np.random.default_rng(seed)
+    rnn = nn.RNN(fin, hidden, num_layers=layers, nonlinearity=nonlinearity, device=device,
+                 dtype=F64)
+    inputs = [x64(rng, device, seq, n, fin)]
+    if with_h0:
+        inputs.append(x64(rng, device, layers, n, hidden))
+    check_module(rnn, *inputs, out=lambda oh: ndl.make_tuple(*oh))
+
+
+@FIXTURE_OK
+@given(seq=st.integers(1, 2), n=st.integers(1, 2), fin=st.integers(1, 2), hidden=st.integers(1, 2),
+       layers=st.integers(1, 2), with_state=st.booleans(), seed=seeds)
+def test_lstm(device, seq, n, fin, hidden, layers, with_state, seed):
+    rng = np.random.default_rng(seed)
+    lstm = _StateAsArgs(nn.LSTM(fin, hidden, num_layers=layers, device=device, dtype=F64))
+    inputs = [x64(rng, device, seq, n, fin)]
+    if with_state:
+        inputs += [x64(rng, device, layers, n, hidden), x64(rng, device, layers, n, hidden)]
+    check_module(lstm, *inputs, out=lambda o: ndl.make_tuple(o[0], *o[1]))
+
+
+@FIXTURE_OK
+@given(num=st.integers(1, 5), dim=small, shape=st.lists(st.integers(1, 3), min_size=1,
+                                                         max_size=2), seed=seeds)
+def test_embedding(device, num, dim, shape, seed):
+    rng = np.random.default_rng(seed)
+    ids = ndl.Tensor(rng.integers(0, num, shape), device=device, dtype="int64",
+                     requires_grad=False)
+    check_module(nn.Embedding(num, dim, device=device, dtype=F64), ids)
