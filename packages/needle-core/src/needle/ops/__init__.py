@@ -3,6 +3,14 @@ arrays, ``gradient`` in Tensor ops) plus a lower-case function that applies it."
 
 from ._axes import normalize_axes
 from .conv import Conv, conv
+from .fused import (
+    BatchNorm,
+    Linear,
+    SoftmaxCrossEntropy,
+    batch_norm,
+    linear,
+    softmax_cross_entropy,
+)
 from .mathematic import (
     AddScalar,
     AsType,
@@ -40,14 +48,6 @@ from .mathematic import (
     sqrt,
     sum_to_shape,
     tanh,
-)
-from .nn import (
-    BatchNorm,
-    Linear,
-    SoftmaxCrossEntropy,
-    batch_norm,
-    linear,
-    softmax_cross_entropy,
 )
 from .reduce import (
     LogSoftmax,
@@ -89,4 +89,5 @@ from .shape import (
     undilate,
 )
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [name for name, value in dict(globals()).items()
+           if not name.startswith("_") and not isinstance(value, type(_axes))]
