@@ -1,6 +1,8 @@
 """needle's differentiable operators: each a small class (``compute`` on backend
 arrays, ``gradient`` in Tensor ops) plus a lower-case function that applies it."""
 
+from types import ModuleType
+
 from ._axes import normalize_axes
 from .conv import Conv, conv
 from .fused import (
@@ -90,4 +92,4 @@ from .shape import (
 )
 
 __all__ = [name for name, value in dict(globals()).items()
-           if not name.startswith("_") and not isinstance(value, type(_axes))]
+           if not name.startswith("_") and not isinstance(value, ModuleType)]
