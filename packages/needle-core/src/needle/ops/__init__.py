@@ -1,7 +1,7 @@
 """needle's differentiable operators: each a small class (``compute`` on backend
 arrays, ``gradient`` in Tensor ops) plus a lower-case function that applies it."""
 
-from types import ModuleType
+from types import ModuleType as _ModuleType
 
 from ._axes import normalize_axes
 from .conv import Conv, conv
@@ -92,4 +92,4 @@ from .shape import (
 )
 
 __all__ = [name for name, value in dict(globals()).items()
-           if not name.startswith("_") and not isinstance(value, ModuleType)]
+           if not name.startswith("_") and not isinstance(value, _ModuleType)]
