@@ -199,3 +199,13 @@ def test_repr_is_nested_like_pytorch():
 def test_forward_must_be_defined():
     with pytest.raises(NotImplementedError, match="Module does not define forward"):
         nn.Module()(1)
+
+
+def test_course_access_paths():
+    from needle import nn as course_nn
+    from needle.nn import nn_basic, nn_conv, nn_sequence
+
+    assert ndl.nn is course_nn is nn
+    assert ndl.nn.Linear is nn_basic.Linear and ndl.init.kaiming_uniform is not None
+    assert nn_conv.Conv is nn.Conv and nn_sequence.LSTM is nn.LSTM
+    assert nn_sequence.Embedding is nn.Embedding and nn_basic.BatchNorm2d is nn.BatchNorm2d
