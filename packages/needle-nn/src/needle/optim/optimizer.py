@@ -62,7 +62,7 @@ class Optimizer:
         if grad.shape != data.shape:
             raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape "
                              f"{tuple(data.shape)} but its grad has shape {tuple(grad.shape)}")
-        if p.grad.device != p.device:
+        if p.grad.device is not p.device and p.grad.device != p.device:
             raise ValueError(f"{type(self).__name__}.step: parameter {i} is on {p.device} but its "
                              f"grad is on {p.grad.device}")
         flags = getattr(data, "flags", None)
