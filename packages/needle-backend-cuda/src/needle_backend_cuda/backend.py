@@ -1,0 +1,353 @@
+"""The needle backend contract on CuPy arrays (see ``needle.backend``).
+
+Every method goes through ``self.xp``, CuPy's NumPy-compatible namespace, which
+is imported on first use rather than at ``import needle`` time. Memory comes from
+CuPy's default pool, matrix products from cuBLAS (``cupy.matmul``), random draws
+from CuPy's global generator (so ``cupy.random.seed`` and ``ndl.manual_seed``
+both reproduce a run). Fused kernels live in ``kernels.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from needle.backend import Axes, Backend, BackendUnavailable, DType, Shape, reduced_shape
+
+from . import _probe, kernels
+
+_RANDOM_DTYPES = (np.dtype("float32"), np.dtype("float64"))
+_UNPROBED = object()
+
+
+class CUDABackend(Backend):
+    """NVIDIA GPUs through CuPy: one device (the current CUDA device, GPU 0 by default)."""
+
+    name = "cuda"
+
+    def __init__(self) -> None:
+        self._xp: ModuleType | None = None
+        self._reason: Any = _UNPROBED
+
+    # -- availability and the lazily imported CuPy ------------------------------
+    def availability(self) -> str | None:
+        if self._reason is _UNPROBED:
+            self._reason = _probe.diagnose()
+        return self._reason
+
+    @property
+    def xp(self) -> ModuleType:
+        """CuPy, imported on first use (tests may set ``_xp`` to a stand-in)."""
+        xp = self._xp
+        if xp is None:
+            reason = self.availability()
+            if reason is not None:
+                raise BackendUnavailable(f"the cuda backend cannot run here: {reason}")
+            xp = self._xp = _probe.import_cupy()
+        return xp
+
+    @property
+    def array_types(self) -> tuple[type, ...]:
+        """CuPy's array type once CuPy is loaded; nothing is imported to answer."""
+        xp = self._xp or sys.modules.get("cupy")
+        return (xp.ndarray,) if xp is not None else ()
+
+    def device_count(self) -> int:
+        return int(self.xp.cuda.runtime.getDeviceCount()) if self.availability() is None else 0
+
+    def synchronize(self) -> None:
+        """Wait for every queued kernel (kernels run asynchronously: time after this)."""
+        self.xp.cuda.get_current_stream().synchronize()
+
+    def memory_info(self) -> dict[str, int]:
+        """Bytes in use and held by CuPy's memory pool, and the GPU's free and total bytes."""
+        pool = self.xp.get_default_memory_pool()
+        free, total = self.xp.cuda.runtime.memGetInfo()
+        return {"pool_used": int(pool.used_bytes()), "pool_held": int(pool.total_bytes()),
+                "gpu_free": int(free), "gpu_total": int(total)}
+
+    def empty_cache(self) -> None:
+        """Return the pool's unused blocks to the driver."""
+        self.xp.get_default_memory_pool().free_all_blocks()
+
+    # -- creation and conversion -------------------------------------------------
+    def array(self, data: Any, dtype: DType) -> Any:
+        return self.xp.array(data, dtype=dtype)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return self.xp.asnumpy(a)
+
+    def full(self, shape: Shape, value: float, dtype: DType) -> Any:
+        return self.xp.full(shape, value, dtype=dtype)
+
+    def astype(self, a: Any, dtype: DType) -> Any:
+        return self.xp.asarray(a).astype(dtype, copy=False)
+
+    def one_hot(self, n: int, indices: Any, dtype: DType) -> Any:
+        xp = self.xp
+        return xp.eye(n, dtype=dtype)[xp.asarray(indices).astype(np.int64)]
+
+    def arange(self, n: int, dtype: DType) -> Any:
+        return self.xp.arange(n, dtype=dtype)
+
+    def copy(self, a: Any) -> Any:
+        return self.xp.copy(a)
+
+    # -- random: CuPy's global generator (cuRAND) ------------------------------------
+    def seed(self, n: int) -> None:
+        self.xp.random.seed(n)
+
+    def rand(self, shape: Shape, dtype: DType) -> Any:
+        return self._draw(self.xp.random.random_sample, shape, dtype)
+
+    def randn(self, shape: Shape, dtype: DType) -> Any:
+        return self._draw(self.xp.random.standard_normal, shape, dtype)
+
+    def randb(self, shape: Shape, p: float, dtype: DType) -> Any:
+        return (self.xp.random.random_sample(shape, dtype=np.float32) <= p).astype(dtype)
+
+    def permutation(self, n: int) -> Any:
+        return self.xp.random.permutation(n)
+
+    def _draw(self, fn: Any, shape: Shape, dtype: DType) -> Any:
+        # cuRAND draws float32 or float64 directly; other dtypes are converted from float32.
+        dtype = np.dtype(dtype)
+        if dtype in _RANDOM_DTYPES:
+            return fn(shape, dtype=dtype)
+        return fn(shape, dtype=np.float32).astype(dtype)
+
+    # -- element-wise -------------------------------------------------------------
+    def add(self, a: Any, b: Any) -> Any:
+        return self.xp.add(a, b)
+
+    def subtract(self, a: Any, b: Any) -> Any:
+        return self.xp.subtract(a, b)
+
+    def multiply(self, a: Any, b: Any) -> Any:
+        return self.xp.multiply(a, b)
+
+    def divide(self, a: Any, b: Any) -> Any:
+        return self.xp.divide(a, b)
+
+    def power(self, a: Any, b: Any) -> Any:
+        return self.xp.power(a, b)
+
+    def negative(self, a: Any) -> Any:
+        return self.xp.negative(a)
+
+    def exp(self, a: Any) -> Any:
+        return self.xp.exp(a)
+
+    def log(self, a: Any) -> Any:
+        return self.xp.log(a)
+
+    def tanh(self, a: Any) -> Any:
+        return self.xp.tanh(a)
+
+    def sqrt(self, a: Any) -> Any:
+        return self.xp.sqrt(a)
+
+    def maximum(self, a: Any, b: Any) -> Any:
+        return self.xp.maximum(a, b)
+
+    def where(self, cond: Any, a: Any, b: Any) -> Any:
+        return self.xp.where(cond, a, b)
+
+    def equal(self, a: Any, b: Any) -> Any:
+        return self.xp.equal(a, b)
+
+    def greater(self, a: Any, b: Any) -> Any:
+        return self.xp.greater(a, b)
+
+    def greater_equal(self, a: Any, b: Any) -> Any:
+        return self.xp.greater_equal(a, b)
+
+    def less(self, a: Any, b: Any) -> Any:
+        return self.xp.less(a, b)
+
+    def less_equal(self, a: Any, b: Any) -> Any:
+        return self.xp.less_equal(a, b)
+
+    # -- reductions (CuPy returns 0-d arrays for full reductions, as the contract wants)
+    def sum(self, a: Any, axis: Axes = None, keepdims: bool = False) -> Any:
+        return self.xp.sum(a, axis=axis, keepdims=keepdims)
+
+    def max(self, a: Any, axis: Axes = None, keepdims: bool = False) -> Any:
+        return self.xp.max(a, axis=axis, keepdims=keepdims)
+
+    def argmax(self, a: Any, axis: int | None = None) -> Any:
+        return self.xp.argmax(a, axis=axis)
+
+    # -- linear algebra: cuBLAS ------------------------------------------------------
+    def matmul(self, a: Any, b: Any) -> Any:
+        return self.xp.matmul(a, b)
+
+    # -- shapes and indexing -------------------------------------------------------------
+    def reshape(self, a: Any, shape: Shape) -> Any:
+        return self.xp.reshape(a, shape)
+
+    def transpose(self, a: Any, axes: Sequence[int]) -> Any:
+        return self.xp.transpose(a, axes)
+
+    def broadcast_to(self, a: Any, shape: Shape) -> Any:
+        return self.xp.broadcast_to(a, shape)
+
+    def getitem(self, a: Any, index: Any) -> Any:
+        return a[self._device_index(index)]
+
+    def setitem(self, a: Any, index: Any, value: Any) -> None:
+        if isinstance(value, np.ndarray):
+            value = self.xp.asarray(value)
+        a[self._device_index(index)] = value
+
+    def add_at(self, a: Any, index: Any, value: Any) -> None:
+        self.xp.add.at(a, self._device_index(index), self.xp.asarray(value))
+
+    def concatenate(self, arrays: Sequence[Any], axis: int) -> Any:
+        return self.xp.concatenate(arrays, axis=axis)
+
+    def stack(self, arrays: Sequence[Any], axis: int) -> Any:
+        return self.xp.stack(arrays, axis=axis)
+
+    def flip(self, a: Any, axis: tuple[int, ...]) -> Any:
+        return self.xp.flip(a, axis)
+
+    def pad(self, a: Any, pad_width: Sequence[tuple[int, int]]) -> Any:
+        return self.xp.pad(a, pad_width)
+
+    def _device_index(self, index: Any) -> Any:
+        """Host index arrays (NumPy arrays, lists) moved to the GPU; the rest as is."""
+        if isinstance(index, tuple):
+            return tuple(self._device_index_item(i) for i in index)
+        return self._device_index_item(index)
+
+    def _device_index_item(self, item: Any) -> Any:
+        if isinstance(item, (np.ndarray, list)):
+            return self.xp.asarray(item)
+        return item
+
+    # -- fused kernels ---------------------------------------------------------------------
+    def logsumexp(self, a: Any, axis: Axes, keepdims: bool = False) -> Any:
+        """One thread block per row of the reduced axes moved last (``kernels.ROW_SOURCE``)."""
+        xp = self.xp
+        axes = _axes(axis, a.ndim)
+        cols = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
+        rows = a.size // cols if cols else 0
+        if np.dtype(a.dtype) not in kernels.ROW_DTYPES or cols == 0 or (rows < 32 and cols > 8192):
+            # No kernel for this dtype, or few long rows: CuPy's whole-array reductions
+            # keep more of the GPU busy. Same rule as the CPU backend for non-finite maxima.
+            m = xp.max(a, axis=axis, keepdims=True)
+            m = xp.where(xp.isfinite(m), m, 0)
+            out = xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True)) + m
+            return out if keepdims else out.reshape(reduced_shape(a.shape, axis))
+        order = [i for i in range(a.ndim) if i not in axes] + sorted(axes)
+        x = xp.ascontiguousarray(xp.transpose(a, order)).reshape(rows, cols)
+        out = xp.empty(rows, dtype=a.dtype)
+        self._row_kernel("logsumexp", a.dtype, rows, cols, (x, out, rows, cols))
+        if keepdims:
+            return out.reshape(tuple(1 if i in axes else s for i, s in enumerate(a.shape)))
+        return out.reshape(reduced_shape(a.shape, axis))
+
+    def log_softmax(self, a: Any, axis: int = -1) -> Any:
+        """``a - logsumexp(a, axis)`` in one kernel (proposed optional contract method)."""
+        axis = axis % a.ndim
+        if np.dtype(a.dtype) not in kernels.ROW_DTYPES or a.size == 0:
+            return self.subtract(a, self.logsumexp(a, (axis,), keepdims=True))
+        x = self.xp.ascontiguousarray(self.xp.moveaxis(a, axis, -1))
+        cols = x.shape[-1]
+        rows = x.size // cols
+        y = self.xp.empty_like(x)
+        self._row_kernel("log_softmax", a.dtype, rows, cols, (x, y, rows, cols))
+        return self.xp.moveaxis(y, -1, axis)
+
+    def log_softmax_grad(self, y: Any, grad: Any, axis: int = -1) -> Any:
+        """The gradient of log-softmax given its output ``y``: ``grad - exp(y) * Σ grad``."""
+        axis = axis % y.ndim
+        if np.dtype(y.dtype) not in kernels.ROW_DTYPES or y.size == 0:
+            total = self.sum(grad, (axis,), keepdims=True)
+            return self.subtract(grad, self.multiply(self.exp(y), total))
+        xp = self.xp
+        y2 = xp.ascontiguousarray(xp.moveaxis(y, axis, -1))
+        g2 = xp.ascontiguousarray(xp.moveaxis(xp.broadcast_to(grad, y.shape), axis, -1))
+        cols = y2.shape[-1]
+        rows = y2.size // cols
+        dz = xp.empty_like(y2)
+        self._row_kernel("log_softmax_grad", y.dtype, rows, cols, (y2, g2, dz, rows, cols))
+        return xp.moveaxis(dz, -1, axis)
+
+    def softmax_cross_entropy(self, logits: Any, labels: Any,
+                              reduction: str = "mean") -> tuple[Any, Any]:
+        """Loss and its gradient w.r.t. ``logits`` (N, C) for integer ``labels`` (N,), fused.
+
+        Returns ``(loss, dlogits)``: the loss per row (``reduction="none"``) or their
+        mean, and ``softmax - onehot`` (divided by N for the mean). A label outside
+        ``[0, C)`` makes that row's loss and gradient NaN.
+        """
+        if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+            raise ValueError(f"softmax_cross_entropy: expected logits (N, C) and labels (N,), "
+                             f"got shapes {logits.shape} and {labels.shape}")
+        if reduction not in ("mean", "none"):
+            raise ValueError(f"softmax_cross_entropy: reduction must be 'mean' or 'none', "
+                             f"not {reduction!r}")
+        xp = self.xp
+        dtype = np.dtype(logits.dtype)
+        if dtype not in kernels.ROW_DTYPES:
+            raise ValueError(f"softmax_cross_entropy: logits must be float32 or float64, "
+                             f"not {dtype}")
+        rows, cols = logits.shape
+        z = xp.ascontiguousarray(logits)
+        y = xp.ascontiguousarray(xp.asarray(labels).astype(np.int64, copy=False))
+        loss = xp.empty(rows, dtype=dtype)
+        dz = xp.empty_like(z)
+        scale = dtype.type(1.0 / rows if reduction == "mean" and rows else 1.0)
+        if rows and cols:
+            self._row_kernel("softmax_xent", dtype, rows, cols, (z, y, loss, dz, scale, rows, cols))
+        return (loss.mean() if reduction == "mean" else loss), dz
+
+    def _row_kernel(self, kind: str, dtype: Any, rows: int, cols: int, args: tuple) -> None:
+        name = f"needle_{kind}_{kernels.ROW_DTYPES[np.dtype(dtype)]}"
+        grid, block = kernels.row_launch(cols, rows)
+        # Sizes go as explicit 64-bit integers: they are ``long long`` in the kernels.
+        args = tuple(np.int64(v) if type(v) is int else v for v in args)
+        kernels.row_kernel(self.xp, name)(grid, block, args)
+
+    def conv(self, x: Any, w: Any, stride: int) -> Any:
+        """im2col through a strided view, then one cuBLAS matrix product."""
+        n, h, wd, cin = x.shape
+        k, _, _, cout = w.shape
+        ho, wo = (h - k) // stride + 1, (wd - k) // stride + 1
+        sn, sh, sw, sc = x.strides
+        cols = self.xp.lib.stride_tricks.as_strided(
+            x, (n, ho, wo, k, k, cin), (sn, sh * stride, sw * stride, sh, sw, sc))
+        out = self.xp.matmul(cols.reshape(n * ho * wo, k * k * cin), w.reshape(k * k * cin, cout))
+        return out.reshape(n, ho, wo, cout)
+
+    def sgd_update(self, param: Any, grad: Any, velocity: Any, lr: float, momentum: float,
+                   weight_decay: float) -> Any:
+        t = np.dtype(param.dtype).type
+        if momentum == 0:
+            kernels.elementwise(self.xp, "sgd")(grad, t(lr), t(weight_decay), param)
+            return velocity
+        if velocity is None:
+            velocity = self.xp.zeros_like(param)
+        kernels.elementwise(self.xp, "sgd_momentum")(
+            grad, t(lr), t(momentum), t(1 - momentum), t(weight_decay), param, velocity)
+        return velocity
+
+    def adam_update(self, param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float,
+                    beta2: float, eps: float, weight_decay: float, step: int) -> None:
+        t = np.dtype(param.dtype).type
+        lr_hat = lr / (1 - beta1**step)
+        inv_bc2 = 1.0 / (1 - beta2**step)
+        kernels.elementwise(self.xp, "adam")(
+            grad, t(lr_hat), t(beta1), t(1 - beta1), t(beta2), t(1 - beta2), t(eps),
+            t(weight_decay), t(inv_bc2), param, m, v)
+
+
+def _axes(axis: Axes, ndim: int) -> set[int]:
+    if axis is None:
+        return set(range(ndim))
+    return {ax % ndim for ax in ((axis,) if isinstance(axis, int) else axis)}
