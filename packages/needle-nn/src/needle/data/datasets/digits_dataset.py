@@ -6,8 +6,10 @@ it is an optional dependency: ``pip install 'needle-nn[digits]'``.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -17,15 +19,44 @@ from .image_dataset import ImageDataset
 INSTALL_HINT = "pip install 'needle-nn[digits]' (or pip install scikit-learn)"
 
 
+def sklearn_digits_file() -> Path | None:
+    """Where scikit-learn keeps ``digits.csv.gz``, found without importing scikit-learn
+    (``import sklearn.datasets`` costs seconds); ``None`` if its layout ever changes."""
+    try:
+        spec = importlib.util.find_spec("sklearn")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"DigitsDataset reads the digits that scikit-learn ships, "
+                                  f"but scikit-learn is not installed: {INSTALL_HINT}")
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            return path
+    return None
+
+
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """All 1,797 digits: images float32 (1797, 64) in [0, 1], labels uint8 (1797,)."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as exc:
-        raise ModuleNotFoundError(
-            f"DigitsDataset reads the digits that scikit-learn ships, but scikit-learn is not "
-            f"installed ({exc}): {INSTALL_HINT}") from exc
-    images, labels = load_digits(return_X_y=True)
+    path = sklearn_digits_file()
+    if path is None:
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError as exc:
+            raise ModuleNotFoundError(f"DigitsDataset cannot import scikit-learn ({exc}): "
+                                      f"{INSTALL_HINT}") from exc
+        images, labels = load_digits(return_X_y=True)
+    else:
+        try:
+            table = np.loadtxt(path, delimiter=",", ndmin=2)
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{path}: unreadable digits table ({exc}); reinstall scikit-learn") from exc
+        if table.shape[1:] != (65,):
+            raise DataError(f"{path}: expected 65 columns (64 pixels and the label), "
+                            f"found shape {table.shape}")
+        images, labels = table[:, :-1], table[:, -1]
+    if images.min() < 0 or images.max() > 16 or labels.min() < 0 or labels.max() > 9:
+        raise DataError("scikit-learn's digits are outside 0-16 (pixels) or 0-9 (labels)")
     return (images / 16.0).astype(np.float32), labels.astype(np.uint8)
 
 
