@@ -200,6 +200,8 @@ def test_softmax_loss_rejects_bad_labels():
     logits = ndl.Tensor(np.zeros((3, 4)))
     with pytest.raises(ndl.NeedleError, match=r"class ids must lie in \[0, 4\)"):
         nn.SoftmaxLoss()(logits, ndl.Tensor([0, 1, 4], dtype="int64"))
+    with pytest.raises(ndl.NeedleError, match=r"class ids must lie in \[0, 4\)"):
+        nn.SoftmaxLoss()(logits, ndl.Tensor([0, -1, 2], dtype="int64"))  # no wrap-around
     with pytest.raises(ndl.NeedleError, match=r"labels must have shape \(3,\).*got shape \(2,\)"):
         nn.SoftmaxLoss()(logits, ndl.Tensor([0, 1], dtype="int64"))
     with pytest.raises(ndl.NeedleError, match=r"logits of shape \(N, classes\)"):

@@ -134,6 +134,8 @@ class SoftmaxCrossEntropy(TensorOp):
         bk = self.backend
         n = logits.shape[0]
         idx = bk.astype(labels, "int64")
+        if n and float(bk.max(bk.negative(idx))) > 0:  # negative ids would index from the end
+            raise NeedleError(self._label_error(logits.shape[1]))
         self.index = (bk.arange(n, "int64"), idx)
         lse = bk.logsumexp(logits, (1,), keepdims=True)
         self.lse = lse
@@ -147,8 +149,11 @@ class SoftmaxCrossEntropy(TensorOp):
                               f"got {logits.shape} and {labels.shape}")
         values = labels.numpy()
         if values.size and (values.min() < 0 or values.max() >= logits.shape[1]):
-            raise NeedleError(f"softmax_cross_entropy: labels must be class ids in "
-                          f"[0, {logits.shape[1]}); got values outside that range")
+            raise NeedleError(self._label_error(logits.shape[1]))
+
+    @staticmethod
+    def _label_error(k: int) -> str:
+        return f"softmax_cross_entropy: labels are class ids, and class ids must lie in [0, {k})"
 
     def gradient(self, g, node):
         logits = node.inputs[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from needle import Tensor, no_grad
+from needle import Tensor, no_grad, ops
 
 from .. import init
 from .module import Module, Parameter, check_input
@@ -41,10 +41,7 @@ class Linear(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(self, x, 0, -1, self.in_features, f"(N, {self.in_features})")
-        out = x @ self.weight
-        if self.bias is not None:
-            out = out + self.bias.broadcast_to(out.shape)
-        return out
+        return ops.linear(x, self.weight, self.bias)  # x @ W + b as one fused op
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

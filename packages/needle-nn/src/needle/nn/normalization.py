@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from needle import Tensor
+from needle import Tensor, ops
 
 from .. import init
 from .module import Module, Parameter, check_input
@@ -59,18 +59,19 @@ class BatchNorm1d(Module):
     def forward(self, x: Tensor) -> Tensor:
         check_input(self, x, 2, 1, self.dim, f"(N, {self.dim})")
         if self.training:
-            n = x.shape[0]
-            mean = x.sum((0,)) / n
-            centred = x - mean.reshape((1, self.dim)).broadcast_to(x.shape)
-            var = (centred * centred).sum((0,)) / n
-            m = self.momentum
-            self.running_mean = self.running_mean * (1 - m) + mean.detach() * m
-            self.running_var = self.running_var * (1 - m) + var.detach() * m
-        else:
-            centred = x - self.running_mean.reshape((1, self.dim)).broadcast_to(x.shape)
-            var = self.running_var
-        y = centred / ((var + self.eps) ** 0.5).reshape((1, self.dim)).broadcast_to(x.shape)
-        return self.weight.broadcast_to(x.shape) * y + self.bias.broadcast_to(x.shape)
+            # One fused op; it leaves the batch statistics on itself for the running update.
+            op = ops.BatchNorm(self.eps)
+            y = op(x, self.weight, self.bias)
+            bk, m = x.device.backend, self.momentum
+            for name, observed in (("running_mean", op.batch_mean), ("running_var", op.batch_var)):
+                old = getattr(self, name)
+                new = bk.add(bk.multiply(old.cached_data, 1 - m),
+                             bk.multiply(bk.reshape(observed, old.shape), m))
+                setattr(self, name, Tensor.make_const(new, device=x.device))
+            return y
+        centred = x - self.running_mean.reshape((1, self.dim)).broadcast_to(x.shape)
+        std = ((self.running_var + self.eps) ** 0.5).reshape((1, self.dim)).broadcast_to(x.shape)
+        return self.weight.broadcast_to(x.shape) * (centred / std) + self.bias.broadcast_to(x.shape)
 
     def extra_repr(self) -> str:
         return f"{self.dim}, eps={self.eps}, momentum={self.momentum}"
