@@ -140,11 +140,22 @@ def test_dtypes_and_tensors(device):
     assert xb.dtype == np.float64 and yb.dtype == np.uint8
 
 
-def test_batches_do_not_alias_the_dataset():
-    x = np.zeros((4, 2), dtype=np.float32)
-    (xb,) = next(iter(DataLoader(NDArrayDataset(x), 4)))
-    xb.numpy()[:] = 1.0
-    assert not x.any()
+class ViewDataset(NDArrayDataset):
+    """Answers a batch index with a view of its storage (breaking the new-arrays promise)."""
+
+    def __getitem__(self, index):
+        index = np.asarray(index)
+        return tuple(a[index.min():index.max() + 1] for a in self.arrays)
+
+
+@pytest.mark.parametrize("dataset", [NDArrayDataset, ViewDataset, PerSampleDataset])
+def test_batches_do_not_alias_the_dataset(dataset):
+    x = np.zeros((4, 2, 3), dtype=np.float32)
+    ds = PerSampleDataset(4) if dataset is PerSampleDataset else dataset(x)
+    before = ds[0][0].copy()
+    xb = next(iter(DataLoader(ds, 4, dtype=None)))[0]
+    xb.numpy()[:] = 7.0
+    np.testing.assert_array_equal(ds[0][0], before)
 
 
 def test_bad_arguments_are_clear():

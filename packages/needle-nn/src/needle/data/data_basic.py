@@ -22,9 +22,11 @@ class Dataset:
     """A sized, indexable collection of samples; each sample is a tuple of arrays.
 
     Subclasses implement ``__getitem__`` and ``__len__``. A subclass whose
-    ``__getitem__`` also takes an integer array and returns the whole batch (one
-    stacked array per field) sets ``supports_batch_index = True``; the
-    ``DataLoader`` then gathers a batch with one call instead of one per sample.
+    ``__getitem__`` also takes an integer array and returns the whole batch as new
+    arrays (one stacked array per field, as NumPy's integer-array indexing gives)
+    sets ``supports_batch_index = True``; the ``DataLoader`` then gathers a batch
+    with one call instead of one per sample, and hands those arrays to the Tensors
+    without copying them again.
     """
 
     supports_batch_index: bool = False
@@ -50,10 +52,10 @@ class DataLoader:
 
     Each batch is a tuple with one Tensor per array the dataset returns, on
     ``device`` (default: ``ndl.default_device()``). Floating-point arrays become
-    ``dtype`` (float32, as in the course; ``None`` keeps them as they are);
-    integer arrays (labels, token ids) become int64 Tensors, which keep their
-    exact values and are what ``init.one_hot`` and indexing expect. The Tensors
-    are constants (``requires_grad=False``).
+    ``dtype`` (float32, as in the course) and integer arrays (labels, token ids)
+    int64 Tensors, which keep their exact values and are what ``init.one_hot`` and
+    indexing expect; ``dtype=None`` keeps every array's own dtype. The Tensors are
+    constants (``requires_grad=False``).
     """
 
     def __init__(self, dataset: Dataset, batch_size: int = 1, shuffle: bool = False,
@@ -121,4 +123,12 @@ class DataLoader:
         else:
             raise DataError(f"{type(self.dataset).__name__}: field {k} of a sample has dtype "
                             f"{arr.dtype}, which a Tensor cannot hold")
-        return Tensor.make_const(self.device.backend.array(arr, dtype), device=self.device)
+        backend = self.device.backend
+        if isinstance(arr, getattr(backend, "array_types", ())):
+            # A batch is a new array (np.stack, or a batch index: see Dataset), so an array
+            # native to the device that owns its memory is wrapped without a second copy;
+            # views (slices of the dataset's storage) are copied.
+            arr = arr.astype(dtype, copy=False)
+            if arr.flags.owndata and arr.flags.writeable:
+                return Tensor.make_const(arr, device=self.device)
+        return Tensor.make_const(backend.array(arr, dtype), device=self.device)
