@@ -97,9 +97,11 @@ class _ReferenceRowKernel:
     def softmax_xent(self, z, labels, loss, dz, scale, rows, cols):
         assert isinstance(scale, self.dtype.type), "scale must have the logits' dtype"
         lse = self._lse(z.reshape(rows, cols))
-        loss[:] = lse - z[np.arange(rows), labels]
-        onehot = np.eye(cols, dtype=z.dtype)[labels]
-        dz[:] = (np.exp(z - lse[:, None]) - onehot) * scale
+        valid = (labels >= 0) & (labels < cols)
+        safe = np.where(valid, labels, 0)
+        loss[:] = np.where(valid, lse - z[np.arange(rows), safe], np.nan)
+        onehot = np.eye(cols, dtype=z.dtype)[safe]
+        dz[:] = np.where(valid[:, None], (np.exp(z - lse[:, None]) - onehot) * scale, np.nan)
 
 
 class _ReferenceRowModule:
