@@ -12,7 +12,7 @@ Usage::
     mnist = ndl.data.MNISTDataset("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
                                   transforms=[ndl.data.RandomCrop(3), ndl.data.RandomFlipHorizontal()])
     cifar = ndl.data.CIFAR10Dataset("cifar-10-batches-py", train=True)   # (3, 32, 32) images
-    corpus = ndl.data.Corpus("ptb")                       # train.txt/test.txt or ptb.*.txt
+    corpus = ndl.data.Corpus("ptb")   # train.txt, test.txt (or ptb.train.txt...); splits=("test",)
     batches = ndl.data.batchify(corpus.train, batch_size=16, device=None, dtype="float32")
     x, target = ndl.data.get_batch(batches, 0, bptt=35)
 
