@@ -3,8 +3,10 @@ draw what they promise, and the module must import without hypothesis."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
+import textwrap
 import warnings
 
 import needle as ndl
@@ -216,3 +218,20 @@ def test_needle_testing_imports_without_hypothesis():
             "try:\n    t.strategies\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install 'needle-core[testing]'" in out.stdout
+
+
+@pytest.mark.parametrize("module", ["needle.testing", "needle.testing.strategies"])
+def test_documented_examples_run(module):
+    """The first example of each module docstring is real code: run it and its test."""
+    block = importlib.import_module(module).__doc__.split("::\n", 1)[1]
+    lines = []
+    for line in block.splitlines():
+        if line.strip() and not line.startswith("    "):
+            break
+        lines.append(line)
+    namespace: dict = {}
+    exec(textwrap.dedent("\n".join(lines)), namespace)  # noqa: S102 - our own docstring
+    tests = [f for name, f in namespace.items() if name.startswith("test_")]
+    assert tests
+    for test in tests:
+        test()

@@ -4,13 +4,16 @@ Values are bounded (``min_value``/``max_value``) and can keep away from zero
 (``min_magnitude``: log, division, relu's kink) or from each other (``distinct``:
 max without ties), because finite differences are only meaningful where the
 function is smooth at the scale of ``eps``. Subnormals, NaN and inf are never drawn.
+Example::
 
-    from hypothesis import given
-    from needle.testing import strategies as nst
+    import needle as ndl
+    from hypothesis import given, strategies as st
+    from needle.testing import gradcheck, strategies as nst
 
     @given(nst.broadcastable_shapes(), st.data())
     def test_add(shapes, data):
-        a, b = (data.draw(nst.arrays(s)) for s in shapes)
+        a, b = (data.draw(nst.arrays(s, min_value=-3, max_value=3)) for s in shapes)
+        assert gradcheck(ndl.add, a, b)
 """
 
 from __future__ import annotations
