@@ -1,0 +1,255 @@
+"""What every benchmark shares: thread pinning, interleaved timing, JSON lines,
+the summary table, and the machine's description saved with the results.
+
+Frameworks are compared by ratios of runs *interleaved in one process*: each
+repeat runs every framework once, in a rotating order, so drift in the machine
+(another process taking the second core, frequency changes) hits all of them
+alike. Warm-up repeats are run and discarded; the median of the rest is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- process set-up -----------------------------------------------------------
+def bench_threads() -> int:
+    """Threads set by ``run.py``; refuse to run without it (BLAS would already be loaded)."""
+    value = os.environ.get("NEEDLE_BENCH_THREADS")
+    if value is None:
+        raise SystemExit("run benchmarks through benchmarks/run.py (e.g. `hatch run bench:all`): "
+                         "it pins BLAS/OpenMP threads before NumPy is imported")
+    return int(value)
+
+
+def import_torch(disabled: bool = False) -> Any | None:
+    """PyTorch pinned to the benchmark's thread count, or None when absent or disabled."""
+    if disabled:
+        return None
+    try:
+        import torch
+    except ImportError:
+        print("# PyTorch is not installed here: its columns are left out "
+              "(use `hatch run bench:...`, which installs torch==2.13.0)", file=sys.stderr)
+        return None
+    threads = bench_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+    return torch
+
+
+# -- timing ---------------------------------------------------------------------
+def interleave(cases: dict[str, Callable[[], float]], repeats: int, warmup: int = 1,
+               cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """Run each case ``warmup + repeats`` times, interleaved in a rotating order.
+
+    A case runs one repeat's work and returns the wall seconds it measured itself
+    (so it can leave set-up out). Returns the timed (post-warm-up) seconds per case.
+    ``cpu``, if given, receives each repeat's process CPU seconds: on a shared
+    machine, where other processes take the core away, CPU time moves less than
+    wall time (with one thread; with more, CPU time adds the threads up).
+    """
+    names = list(cases)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(warmup + repeats):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            start_cpu = time.process_time()
+            seconds = cases[name]()
+            cpu_seconds = time.process_time() - start_cpu
+            if r >= warmup:
+                times[name].append(seconds)
+                if cpu is not None:
+                    cpu.setdefault(name, []).append(cpu_seconds)
+    return times
+
+
+def per_run(cases: dict[str, Callable[[], float]], repeats: int,
+            convert: Callable[[float], float]) -> dict[str, dict[str, Any]]:
+    """Interleave ``cases``; per case, the summary of ``convert(wall seconds)`` of each
+    repeat, plus ``median_cpu``: ``convert`` of the median process CPU seconds."""
+    cpu: dict[str, list[float]] = {}
+    times = interleave(cases, repeats, cpu=cpu)
+    results = {}
+    for name, seconds in times.items():
+        results[name] = summarize([convert(s) for s in seconds])
+        results[name]["median_cpu"] = convert(statistics.median(cpu[name]))
+    return results
+
+
+def rates(cases: dict[str, Callable[[], float]], repeats: int, work: float,
+          scale: float = 1.0) -> dict[str, dict[str, Any]]:
+    """``per_run`` of the rate ``work / seconds * scale`` (examples/s, GFLOP/s)."""
+    return per_run(cases, repeats, lambda s: work / s * scale)
+
+
+def timed_loop(fn: Callable[[], Any], iterations: int) -> float:
+    """Seconds for ``iterations`` calls of ``fn``."""
+    start = time.perf_counter()
+    for _ in range(iterations):
+        fn()
+    return time.perf_counter() - start
+
+
+def summarize(values: Sequence[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": [float(f"{v:.6g}") for v in values]}
+
+
+# -- reporting ------------------------------------------------------------------
+class Report:
+    """Collects one JSON line per configuration and prints the summary table."""
+
+    def __init__(self, bench: str, args: Any, torch: Any | None) -> None:
+        self.bench = bench
+        self.args = args
+        self.torch = torch
+        self.records: list[dict[str, Any]] = []
+        self.table_lines: list[str] = []
+
+    def record(self, config: dict[str, Any], unit: str, results: dict[str, dict[str, Any]],
+               ratios: dict[str, float | None], **extra: Any) -> dict[str, Any]:
+        rec = {"bench": self.bench, "config": config, "unit": unit, "results": results,
+               "ratios": {k: (None if v is None else round(v, 4)) for k, v in ratios.items()},
+               "threads": bench_threads(), **extra}
+        self.records.append(rec)
+        print(json.dumps(rec), flush=True)
+        return rec
+
+    def table(self, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]],
+              notes: Sequence[str] = ()) -> str:
+        text = format_table(title, header, rows, notes)
+        self.table_lines.append(text)
+        print(text, flush=True)
+        return text
+
+    def finish(self) -> Path | None:
+        if not self.args.save:
+            return None
+        RESULTS_DIR.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = RESULTS_DIR / f"{self.bench}-{stamp}-t{bench_threads()}.json"
+        payload = {"bench": self.bench, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                   "args": {k: v for k, v in vars(self.args).items()},
+                   "machine": machine_info(self.torch), "records": self.records,
+                   "summary": "\n\n".join(self.table_lines)}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=1) + "\n")
+        tmp.replace(path)
+        print(f"# saved {path.relative_to(REPO_ROOT)}", flush=True)
+        return path
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def format_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]],
+                 notes: Sequence[str] = ()) -> str:
+    cells = [list(header)] + [[fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = [title]
+    for j, row in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))))
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.extend(notes)
+    return "\n".join(lines)
+
+
+# -- the machine ----------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """Thread pools as threadpoolctl sees them (library, version, kernel, threads)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        cfg = np.show_config(mode="dicts") if hasattr(np, "show_config") else {}
+        deps = (cfg or {}).get("Build Dependencies", {})
+        return [{"source": "numpy.show_config (threadpoolctl not installed)",
+                 "blas": deps.get("blas"), "lapack": deps.get("lapack")}]
+    keep = ("user_api", "internal_api", "prefix", "version", "architecture", "threading_layer",
+            "num_threads")
+    return [{k: d.get(k) for k in keep if k in d} for d in threadpool_info()]
+
+
+def git_state() -> dict[str, Any]:
+    def git(*cmd: str) -> str:
+        return subprocess.run(["git", *cmd], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def machine_info(torch: Any | None = None) -> dict[str, Any]:
+    import needle
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(), "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(), "python": platform.python_version(),
+        "numpy": np.__version__, "needle": getattr(needle, "__version__", None),
+        "torch": None if torch is None else torch.__version__,
+        "threads": bench_threads(),
+        "thread_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                      "MKL_NUM_THREADS")},
+        "unset_for_benchmark": os.environ.get("NEEDLE_BENCH_UNSET") or None,
+        "thread_pools": blas_info(), "git": git_state(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def print_machine_line(torch: Any | None = None) -> None:
+    """One comment line naming the BLAS kernel in use (what OPENBLAS_CORETYPE would change)."""
+    pools = blas_info()
+    blas = [f"{p.get('internal_api')} {p.get('version')} {p.get('architecture') or ''} "
+            f"threads={p.get('num_threads')}".strip() for p in pools if p.get("user_api") == "blas"]
+    removed = os.environ.get("NEEDLE_BENCH_UNSET") or "none"
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    print(f"# {cpu_model()}, {os.cpu_count()} CPUs (load {load}); numpy {np.__version__}; torch "
+          f"{None if torch is None else torch.__version__}; threads {bench_threads()}; "
+          f"BLAS: {'; '.join(blas) or 'unknown'}; unset: {removed}", flush=True)
