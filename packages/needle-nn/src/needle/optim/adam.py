@@ -41,6 +41,16 @@ class Adam(Optimizer):
         check_range(name, "weight_decay", weight_decay, 0.0)
 
     def step(self) -> None:
+        fused = self._flat_arrays(("m", "v"))
+        if fused is not None:
+            flat, grad = fused
+            step = self.state[0]["step"] + 1
+            for entry in self.state.values():
+                entry["step"] = step
+            flat.backend.adam_update(flat.params, grad, flat.state["m"], flat.state["v"],
+                                     self.lr, self.beta1, self.beta2, self.eps,
+                                     self.weight_decay, step)
+            return
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue

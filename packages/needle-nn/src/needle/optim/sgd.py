@@ -35,6 +35,12 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         lr, momentum, wd = self.lr, self.momentum, self.weight_decay
+        fused = self._flat_arrays(("velocity",) if momentum else ())
+        if fused is not None:
+            flat, grad = fused
+            flat.backend.sgd_update(flat.params, grad, flat.state.get("velocity"), lr,
+                                    momentum, wd)
+            return
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
