@@ -32,7 +32,7 @@ class CUDARuntimeError(RuntimeError):
 
 
 def fake_cupy(driver: int = 12040, runtime: int = 12040, count: int = 1,
-              count_error: str | None = None) -> types.ModuleType:
+              count_error: str | None = None, nvrtc: bool = True) -> types.ModuleType:
     """A ``cupy`` module whose runtime answers as a given machine would."""
 
     def get_device_count() -> int:
@@ -40,11 +40,16 @@ def fake_cupy(driver: int = 12040, runtime: int = 12040, count: int = 1,
             raise CUDARuntimeError(count_error)
         return count
 
+    def nvrtc_version() -> tuple[int, int]:
+        if not nvrtc:
+            raise RuntimeError('Failure finding "libnvrtc.so.12": No such file')
+        return (12, 4)
+
     mod = types.ModuleType("cupy")
     mod.ndarray = type("ndarray", (), {})
     mod.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(
         driverGetVersion=lambda: driver, runtimeGetVersion=lambda: runtime,
-        getDeviceCount=get_device_count))
+        getDeviceCount=get_device_count), nvrtc=types.SimpleNamespace(getVersion=nvrtc_version))
     return mod
 
 
@@ -114,12 +119,13 @@ def test_cuda_device_is_disabled_and_says_why_through_needle():
      "supports CUDA 12.2 only, older than the CUDA 13.0"),
     (dict(count_error="cudaErrorUnknown: unknown error"),
      "failed to start (CUDARuntimeError: cudaErrorUnknown"),
-], ids=["no-driver", "no-device-error", "zero-devices", "old-driver", "other-error"])
+    (dict(nvrtc=False), "cannot load NVRTC, the CUDA run-time compiler"),
+], ids=["no-driver", "no-device-error", "zero-devices", "old-driver", "other-error", "no-nvrtc"])
 def test_each_machine_state_gets_its_own_reason(monkeypatch, fresh_cuda, machine, expected):
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy(**machine))
     reason = fresh_cuda.availability()
     assert expected in reason
-    if "old" in expected or "older" in reason:
+    if "older" in reason or "NVRTC" in reason:
         assert "needle-backend-cuda[cuda12]" in reason
     assert not ndl.cuda().enabled()
     with pytest.raises(ndl.DeviceError, match="installed but not usable here"):

@@ -3,7 +3,8 @@
 Each failure has its own remedy, so each gets its own sentence: CuPy missing
 (install an extra), CuPy broken (reinstall it), no driver (install one), a driver
 too old for CuPy's CUDA (update it or pick the other extra), no GPU (check the
-machine or ``CUDA_VISIBLE_DEVICES``). CuPy is imported here, never at
+machine or ``CUDA_VISIBLE_DEVICES``), no NVRTC to compile kernels (CuPy's
+``[ctk]`` libraries or a CUDA toolkit). CuPy is imported here, never at
 ``import needle`` time.
 """
 
@@ -52,6 +53,12 @@ def diagnose() -> str | None:
         return f"the CUDA driver {_version(driver)} failed to start ({text})"
     if count == 0:
         return _no_gpu(driver)
+    try:  # needle's kernels are compiled at run time: NVRTC must load
+        cupy.cuda.nvrtc.getVersion()
+    except Exception as exc:
+        return (f"CuPy cannot load NVRTC, the CUDA run-time compiler that needle's kernels "
+                f"need ({_describe(exc)}): {INSTALL_HINT}, which brings it with CuPy's [ctk] "
+                f"extra, or install the CUDA toolkit")
     return None
 
 
