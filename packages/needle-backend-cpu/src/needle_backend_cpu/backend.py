@@ -126,7 +126,8 @@ class CPUBackend(Backend):
     def logsumexp(self, a: np.ndarray, axis: Axes, keepdims: bool = False) -> np.ndarray:
         m = np.max(a, axis=axis, keepdims=True)
         m[~np.isfinite(m)] = 0.0  # all -inf (or inf) slices: keep NaN out of a - m
-        s = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True))
+        with np.errstate(divide="ignore"):  # an all -inf slice is log(0) = -inf, as it should be
+            s = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True))
         s += m
         return s if keepdims else np.asarray(s.reshape(reduced_shape(a.shape, axis)))
 

@@ -269,12 +269,14 @@ class MatMul(TensorOp):
     """Matrix product of the last two axes; leading (batch) axes broadcast."""
 
     def compute(self, a, b):
+        if a.ndim < 2 or b.ndim < 2:
+            raise ValueError("1-D operand")  # explained by check(): vectors must be reshaped
         return self.backend.matmul(a, b)
 
     def check(self, a, b):
         if a.ndim < 2 or b.ndim < 2:
-            raise NeedleError(f"matmul needs tensors of at least 2 dimensions, "
-                              f"got shapes {a.shape} and {b.shape}")
+            raise NeedleError(f"matmul needs tensors of at least 2 dimensions (reshape vectors "
+                              f"to (1, n) or (n, 1)), got shapes {a.shape} and {b.shape}")
         if a.shape[-1] != b.shape[-2]:
             raise NeedleError(
                 f"matmul: shapes {a.shape} and {b.shape} do not align: "
@@ -289,6 +291,9 @@ class MatMul(TensorOp):
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     return MatMul()(a, b)
+
+
+
 
 
 class AsType(TensorOp):
