@@ -205,7 +205,7 @@ class Backend:
     def logsumexp(self, a: Array, axis: Axes, keepdims: bool = False) -> Array:
         """Stable log Σ exp over ``axis``: subtract the max first."""
         m = self.max(a, axis, keepdims=True)
-        m = self.where(self.equal(m, m), m, 0.0)  # an all -inf slice keeps NaN out
+        m = self.where(self.equal(self.subtract(m, m), 0.0), m, 0.0)  # ±inf max: no NaN
         s = self.log(self.sum(self.exp(self.subtract(a, m)), axis, keepdims=True))
         out = self.add(s, m)
         return out if keepdims else self.reshape(out, reduced_shape(a.shape, axis))
