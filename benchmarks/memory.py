@@ -120,7 +120,8 @@ def worker(framework: str, steps: int, batch: int) -> dict[str, Any]:
     return {"framework": framework, "steps": steps, "batch": batch,
             "rss_before_framework_mib": round(baseline / MIB, 2), "samples_mib": samples,
             "growth_mib": round(samples[-1][1] - first, 2),
-            "peak_mib": round(peak_bytes() / MIB, 2),
+            # ru_maxrss is updated lazily: never report a peak below a sample we saw
+            "peak_mib": max(round(peak_bytes() / MIB, 2), max(mib for _, mib in samples)),
             "vmhwm_mib": None if hwm is None else round(hwm / MIB, 2)}
 
 
@@ -156,7 +157,8 @@ def main(args: Any) -> None:
         rows.append([f, r["rss_before_framework_mib"], r["samples_mib"][0][1],
                      r["samples_mib"][-1][1], r["growth_mib"], r["peak_mib"], ratios["peak/torch"]])
     notes = [f"growth: resident memory at step {steps} minus step {EVERY} "
-             f"(target for needle: < 1 MiB); peak = ru_maxrss; needle's peak/torch target: <= 0.5"]
+             f"(target for needle: < 1 MiB); peak = ru_maxrss (or the highest sample); "
+             f"needle's peak/torch target: <= 0.5"]
     notes += [f"{f} left out: {why}" for f, why in skipped.items()]
     report.table(f"Resident memory, MiB ({steps} steps of MLP-ResNet, Adam, batch {batch}, "
                  f"{_harness.bench_threads()} thread(s))",
