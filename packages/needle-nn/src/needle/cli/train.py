@@ -1,0 +1,296 @@
+"""``needle train``: train, report, checkpoint every epoch, stop cleanly on Ctrl-C, resume exactly."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import needle as ndl
+import numpy as np
+
+from ..data import DataError
+from . import report, sources
+from .build import (
+    CHECKPOINT,
+    build_model,
+    build_optimizer,
+    checkpoint_path,
+    count_parameters,
+    load_weights,
+    read_run,
+    resolve_device,
+    save_run,
+    set_rng_state,
+)
+from .loop import ImageTask, Position, Task, TextTask, evaluate, train_steps
+from .options import CLIError, Config, check_resume, resolve
+
+EXIT_INTERRUPTED = 130
+METRICS, CURVES = "metrics.jsonl", "curves.png"
+PLOT_EVERY_S = 10.0  # curves.png is refreshed after an epoch at most this often, and at the end
+
+
+class StopRequest:
+    """Ctrl-C asks the loop to stop after the current step; a second Ctrl-C aborts at once.
+
+    The previous checkpoint survives an abort: checkpoints are written atomically.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        report.say("\nCtrl-C: finishing this step and saving (press Ctrl-C again to abort)")
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@dataclass
+class Run:
+    """Everything that changes while training."""
+
+    cfg: Config
+    out: Path
+    model: Any
+    opt: Any
+    sched: Any
+    task: Task
+    note: str
+    epoch: int = 0  # epochs done
+    pos: Position | None = None  # inside epoch ``epoch + 1`` (None: at its start)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    plotted: float = field(default_factory=time.perf_counter)  # last curves.png refresh
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / CHECKPOINT
+
+    def save(self) -> None:
+        save_run(self.checkpoint, self.cfg, self.model, self.opt, self.sched, self.epoch,
+                 self.pos, self.history)
+
+
+def _new_out_dir(out: str | None, cfg: Config) -> Path:
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path("runs") / f"{stamp}-{cfg.model}-{cfg.dataset}"
+        n = 2
+        while path.exists():
+            path, n = Path("runs") / f"{stamp}-{cfg.model}-{cfg.dataset}-{n}", n + 1
+        return path
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"--out {out}: exists and is not a directory")
+    for name in (CHECKPOINT, METRICS):
+        if (path / name).exists():
+            raise CLIError(f"--out {out} already holds a run ({name}): continue it with "
+                           f"'needle train --resume {out}' or choose another --out")
+    return path
+
+
+def make_task(cfg: Config, data: sources.Images | sources.Tokens, dev: ndl.Device) -> Task:
+    if isinstance(data, sources.Tokens):
+        try:
+            return TextTask(data, cfg.batch_size, cfg.bptt, dev)
+        except DataError as exc:
+            raise CLIError(str(exc)) from exc
+    return ImageTask(data, cfg.batch_size, dev)
+
+
+def input_dim(data: sources.Images | sources.Tokens) -> int:
+    return len(data.vocab) if isinstance(data, sources.Tokens) else data.features
+
+
+def check_fits(saved: Config, data: sources.Images | sources.Tokens, dataset: str,
+               where: str) -> None:
+    """Saved weights only make sense on data of the same width (and the same word ids)."""
+    dim = input_dim(data)
+    if saved.input_dim != dim:
+        what = "words" if saved.model == "lm" else "input features"
+        raise CLIError(f"{where}: its {saved.model} takes {saved.input_dim} {what} (trained on "
+                       f"{saved.dataset}) but the {dataset} data here has {dim}")
+    if isinstance(data, sources.Tokens) and saved.vocab_sha256 != data.vocab_sha256:
+        raise CLIError(f"{where}: its lm was trained with other word ids than this text gives "
+                       f"(ids follow the files read); use the files and --holdout it was trained on")
+
+
+def _start(given: dict[str, Any], out: str | None) -> Run:
+    cfg = resolve(given)
+    path = _new_out_dir(out, cfg)
+    dev = resolve_device(cfg.device)
+    data = sources.load(cfg)
+    cfg.input_dim = input_dim(data)
+    if isinstance(data, sources.Tokens):
+        cfg.vocab_sha256 = data.vocab_sha256
+    ndl.manual_seed(cfg.seed)
+    model = build_model(cfg, cfg.input_dim, dev)
+    opt, sched = build_optimizer(cfg, model)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / METRICS).write_text("", encoding="utf-8")
+    return Run(cfg, path, model, opt, sched, make_task(cfg, data, dev), data.note)
+
+
+def _resume(given: dict[str, Any], resume: str) -> Run:
+    saved, ckpt = read_run(resume, ndl.cpu())
+    file = checkpoint_path(resume)
+    cfg = check_resume(saved, given)
+    dev = resolve_device(cfg.device)
+    data = sources.load(cfg)
+    check_fits(saved, data, cfg.dataset, str(file))
+    model = build_model(cfg, cfg.input_dim, dev)
+    load_weights(file, cfg, model, ckpt)
+    opt, sched = build_optimizer(cfg, model)
+    try:
+        opt.load_state_dict(ckpt["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(ckpt["scheduler"])
+        epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+        pos = Position.from_dict(ckpt["position"]) if ckpt["position"] is not None else None
+        set_rng_state(ckpt["rng"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CLIError(f"{file}: incomplete or inconsistent run checkpoint ({exc})") from exc
+    if pos is not None and pos.carry is not None:
+        pos.carry = _to_device(pos.carry, dev)
+    if epoch >= cfg.epochs and pos is None:
+        raise CLIError(f"the run in {resume} already finished its {epoch} epochs: pass "
+                       f"--epochs N (more than {epoch}) to train further")
+    out = file.parent
+    report.write_metrics(out / METRICS, history)
+    return Run(cfg, out, model, opt, sched, make_task(cfg, data, dev), data.note, epoch, pos,
+               history)
+
+
+def _to_device(state: Any, dev: ndl.Device) -> Any:
+    if isinstance(state, (tuple, list)):
+        return tuple(_to_device(s, dev) for s in state)
+    return state.to(dev) if isinstance(state, ndl.Tensor) else state
+
+
+def _banner(run: Run, resumed: bool) -> str:
+    c = run.cfg
+    extra = f", momentum {c.momentum}" if c.optimizer == "sgd" else ""
+    where = (f"resuming {run.out} at epoch {run.epoch + 1}"
+             + (f", batch {run.pos.batch + 1}" if run.pos else "")) if resumed \
+        else f"writing {run.out}"
+    return (f"needle train: {c.model} ({count_parameters(run.model):,} parameters) on "
+            f"{run.note}\n  {c.optimizer} lr {c.lr:g}{extra}, weight decay {c.weight_decay:g}, "
+            f"{c.schedule} schedule, batch {c.batch_size}, {c.epochs} epochs, seed {c.seed}, "
+            f"device {c.device}; {where}")
+
+
+def _one_epoch(run: Run, stop: StopRequest, progress: bool) -> bool:
+    """Train (the rest of) epoch ``run.epoch + 1``; False when stopped in the middle."""
+    task, cfg = run.task, run.cfg
+    if run.pos is None:
+        run.pos, batches = task.start_epoch()
+    else:
+        batches = task.continue_epoch(run.pos)
+    pos = run.pos
+    bar = report.EpochBar(run.epoch + 1, cfg.epochs, task.batches_per_epoch, pos.batch,
+                          task.unit) if progress else None
+
+    def on_batch(p: Position, n: int) -> None:
+        if bar is not None:
+            bar.update(p.loss, p.accuracy, report.rate(p.seen, p.seconds))
+
+    lr = run.opt.lr
+    try:
+        done = train_steps(task, run.model, run.opt, pos, batches, cfg.clip, stop, on_batch)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not done:
+        return False
+    started = time.perf_counter()
+    test_acc, test_loss, _ = evaluate(task, run.model)
+    metrics = {"epoch": run.epoch + 1, "lr": lr, "train_loss": pos.loss,
+               "train_acc": pos.accuracy, "test_loss": test_loss, "test_acc": test_acc,
+               "seconds": pos.seconds + time.perf_counter() - started,
+               "train_seconds": pos.seconds, "examples": pos.seen,
+               "examples_per_s": report.rate(pos.seen, pos.seconds)}
+    if cfg.model == "lm":
+        metrics["test_perplexity"] = float(np.exp(min(test_loss, 700.0)))
+    if run.sched is not None:
+        run.sched.step()
+    run.epoch, run.pos = run.epoch + 1, None
+    run.history.append(metrics)
+    run.save()
+    report.append_metrics(run.out / METRICS, metrics)
+    report.say(report.epoch_line(metrics, cfg.epochs, task.unit))
+    if time.perf_counter() - run.plotted >= PLOT_EVERY_S or run.epoch == cfg.epochs or stop():
+        plot(run)
+    return True
+
+
+def plot(run: Run) -> None:
+    """Refresh curves.png (a plot costs ~0.2-1 s on 2 busy cores, so not after every short epoch)."""
+    note = report.plot_curves(run.out / CURVES, run.history, f"{run.cfg.model} on {run.cfg.dataset}")
+    run.plotted = time.perf_counter()
+    if note:
+        report.say(note)
+
+
+def _summary(run: Run, wall: float) -> str:
+    h = run.history
+    last = h[-1]
+    seen = sum(m["examples"] for m in h)
+    train_s = sum(m["train_seconds"] for m in h)
+    rows = [("model", f"{run.cfg.model}, {count_parameters(run.model):,} parameters"),
+            ("data", run.note),
+            ("epochs", f"{run.epoch}"),
+            ("test accuracy", f"{last['test_acc']:.2%} (best {max(m['test_acc'] for m in h):.2%})"),
+            ("test loss", f"{last['test_loss']:.4f}"
+             + (f" (perplexity {last['test_perplexity']:.1f})" if "test_perplexity" in last else "")),
+            ("train accuracy", f"{last['train_acc']:.2%}"),
+            ("time", f"{sum(m['seconds'] for m in h):.1f} s in epochs ({wall:.1f} s this session)"),
+            ("throughput", f"{report.rate(seen, train_s):,.0f} {run.task.unit}/s (training)"),
+            ("checkpoint", str(run.checkpoint)),
+            ("metrics", str(run.out / METRICS))]
+    if (run.out / CURVES).exists():
+        rows.append(("plot", str(run.out / CURVES)))
+    return report.summary(rows)
+
+
+def train(given: dict[str, Any], out: str | None = None, resume: str | None = None,
+          progress: bool = True, stop: StopRequest | None = None) -> int:
+    """Run ``needle train``; returns the exit status (0, or 130 when stopped and saved)."""
+    if resume is not None and out is not None:
+        raise CLIError("--out cannot be combined with --resume: a resumed run writes to its own "
+                       "directory")
+    run = _resume(given, resume) if resume is not None else _start(given, out)
+    report.say(_banner(run, resume is not None))
+    started = time.perf_counter()
+    stop = stop or StopRequest()
+    with stop:
+        while run.epoch < run.cfg.epochs:
+            finished = _one_epoch(run, stop, progress)
+            if not finished:
+                run.save()
+                p = run.pos
+                report.say(f"stopped in epoch {run.epoch + 1} after batch {p.batch} of "
+                           f"{run.task.batches_per_epoch}; saved {run.checkpoint}\n"
+                           f"continue with: needle train --resume {run.out}")
+                return EXIT_INTERRUPTED
+            if stop() and run.epoch < run.cfg.epochs:
+                report.say(f"stopped after epoch {run.epoch}; saved {run.checkpoint}\n"
+                           f"continue with: needle train --resume {run.out}")
+                return EXIT_INTERRUPTED
+    print(f"\nneedle train: done\n{_summary(run, time.perf_counter() - started)}", flush=True)
+    return 0
