@@ -131,6 +131,42 @@ class CPUBackend(Backend):
         s += m
         return s if keepdims else np.asarray(s.reshape(reduced_shape(a.shape, axis)))
 
+    # In-place versions of the contract's composite kernels: the arrays they write are
+    # their own fresh results, and each saved pass over (N, D) data shows at large batches.
+    def linear(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        out = self.matmul(x, w)
+        if b is not None:
+            if out.ndim and out.shape == np.broadcast_shapes(out.shape, b.shape):
+                out += b
+            else:
+                out = out + b
+        return out
+
+    def batch_norm(self, x, weight, bias, eps):
+        n = x.shape[0]
+        mean = _add_reduce(x, 0, None, None, True)
+        mean *= 1.0 / n
+        x_hat = x - mean
+        var = _add_reduce(np.square(x_hat), 0, None, None, True)
+        var *= 1.0 / n
+        inv_std = var + eps
+        np.sqrt(inv_std, out=inv_std)
+        np.divide(1.0, inv_std, out=inv_std)
+        x_hat *= inv_std
+        y = x_hat * weight.reshape(1, -1)
+        y += bias.reshape(1, -1)
+        return y, mean, var, x_hat, inv_std
+
+    def batch_norm_backward(self, g, x_hat, inv_std, weight):
+        n = g.shape[0]
+        g_bias = _add_reduce(g, 0, None, None, True)
+        g_weight = _add_reduce(g * x_hat, 0, None, None, True)
+        dx = x_hat * (g_weight * (-1.0 / n))
+        dx += g
+        dx -= g_bias * (1.0 / n)
+        dx *= weight.reshape(1, -1) * inv_std
+        return dx, g_weight, g_bias
+
     def conv(self, x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
         """im2col through a strided view: one matrix product, no Python loop."""
         n, h, wd, cin = x.shape

@@ -210,6 +210,40 @@ class Backend:
         out = self.add(s, m)
         return out if keepdims else self.reshape(out, reduced_shape(a.shape, axis))
 
+    def linear(self, x: Array, w: Array, b: Array | None) -> Array:
+        """x @ w + b (b broadcast over the leading axes)."""
+        out = self.matmul(x, w)
+        return out if b is None else self.add(out, b)
+
+    def batch_norm(self, x: Array, weight: Array, bias: Array,
+                   eps: float) -> tuple[Array, Array, Array, Array, Array]:
+        """Normalise (N, D) ``x`` over the batch with its biased variance, then scale and
+        shift. Returns (y, mean, var, x_hat, inv_std); the last four are (1, D) or (N, D)
+        and feed ``batch_norm_backward`` and the running statistics."""
+        n = x.shape[0]
+        mean = self.divide(self.sum(x, (0,), keepdims=True), n)
+        centred = self.subtract(x, mean)
+        var = self.divide(self.sum(self.multiply(centred, centred), (0,), keepdims=True), n)
+        inv_std = self.divide(1.0, self.sqrt(self.add(var, eps)))
+        x_hat = self.multiply(centred, inv_std)
+        y = self.add(self.multiply(x_hat, self.reshape(weight, (1, -1))),
+                     self.reshape(bias, (1, -1)))
+        return y, mean, var, x_hat, inv_std
+
+    def batch_norm_backward(self, g: Array, x_hat: Array, inv_std: Array,
+                            weight: Array) -> tuple[Array, Array, Array]:
+        """Gradients (dx, dweight, dbias) of ``batch_norm``; dweight/dbias are (1, D).
+
+        dx = w·inv_std/N · (N·g − Σg − x̂·Σ(g·x̂)).
+        """
+        n = g.shape[0]
+        g_bias = self.sum(g, (0,), keepdims=True)
+        g_weight = self.sum(self.multiply(g, x_hat), (0,), keepdims=True)
+        dx = self.subtract(self.subtract(self.multiply(g, n), g_bias),
+                           self.multiply(x_hat, g_weight))
+        scale = self.multiply(self.reshape(weight, (1, -1)), self.divide(inv_std, n))
+        return self.multiply(dx, scale), g_weight, g_bias
+
     def conv(self, x: Array, w: Array, stride: int) -> Array:
         """Valid cross-correlation: x (N,H,W,Cin), w (K,K,Cin,Cout) -> (N,H',W',Cout).
 

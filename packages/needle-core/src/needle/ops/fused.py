@@ -24,9 +24,7 @@ class Linear(TensorOp):
     """x @ W + b, with x (..., in), W (in, out) and b broadcastable to (..., out)."""
 
     def compute(self, x, w, b=None):
-        bk = self.backend
-        out = bk.matmul(x, w)
-        return out if b is None else bk.add(out, b)
+        return self.backend.linear(x, w, b)
 
     def check(self, x, w, b=None):
         if x.shape[-1:] != w.shape[:1]:
@@ -70,16 +68,9 @@ class BatchNorm(TensorOp):
         self.eps = eps
 
     def compute(self, x, weight, bias):
-        bk = self.backend
-        n = x.shape[0]
-        mean = bk.divide(bk.sum(x, (0,), keepdims=True), n)
-        centred = bk.subtract(x, mean)
-        var = bk.divide(bk.sum(bk.multiply(centred, centred), (0,), keepdims=True), n)
-        inv_std = bk.divide(1.0, bk.sqrt(bk.add(var, self.eps)))
-        x_hat = bk.multiply(centred, inv_std)
-        self.batch_mean, self.batch_var = mean, var
-        self.x_hat, self.inv_std = x_hat, inv_std
-        return bk.add(bk.multiply(x_hat, bk.reshape(weight, (1, -1))), bk.reshape(bias, (1, -1)))
+        y, self.batch_mean, self.batch_var, self.x_hat, self.inv_std = \
+            self.backend.batch_norm(x, weight, bias, self.eps)
+        return y
 
     def check(self, x, weight, bias):
         if x.ndim != 2 or weight.size != x.shape[1] or bias.size != x.shape[1]:
@@ -88,18 +79,11 @@ class BatchNorm(TensorOp):
 
     def gradient(self, g, node):
         x, weight, bias = node.inputs
-        n = x.shape[0]
         if is_grad_enabled():
             return self._gradient_graph(g, x, weight, bias)
         bk = self.backend
-        gd, x_hat, inv_std = g.cached_data, self.x_hat, self.inv_std
-        w = bk.reshape(weight.cached_data, (1, -1))
-        g_bias = bk.sum(gd, (0,), keepdims=True)
-        g_weight = bk.sum(bk.multiply(gd, x_hat), (0,), keepdims=True)
-        # dx = inv_std/N · (N·g·w − Σ(g·w) − x̂ · Σ(g·w·x̂)), with w factored out of the sums
-        dx = bk.subtract(bk.multiply(gd, n), g_bias)
-        dx = bk.subtract(dx, bk.multiply(x_hat, g_weight))
-        dx = bk.multiply(dx, bk.multiply(w, bk.divide(inv_std, n)))
+        dx, g_weight, g_bias = bk.batch_norm_backward(g.cached_data, self.x_hat, self.inv_std,
+                                                      weight.cached_data)
         return (_const(g, dx) if x.requires_grad else None,
                 _const(g, bk.reshape(g_weight, weight.shape)),
                 _const(g, bk.reshape(g_bias, bias.shape)))

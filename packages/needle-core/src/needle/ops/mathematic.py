@@ -6,7 +6,7 @@ from __future__ import annotations
 from numbers import Number
 from typing import Any
 
-from ..autograd import NeedleError, Tensor, TensorOp, no_grad
+from ..autograd import NeedleError, Tensor, TensorOp, is_grad_enabled, no_grad
 
 
 def _scalar(value: Any) -> Any:
@@ -214,8 +214,10 @@ class ReLU(TensorOp):
     def gradient(self, out_grad, node):
         # The mask is a constant: relu is piecewise linear, its second derivative is 0.
         b = self.backend
-        mask = b.astype(b.greater(node.cached_data, 0), node.dtype)
-        return out_grad * _const(node, mask)
+        positive = b.greater(node.cached_data, 0)
+        if not is_grad_enabled():  # no graph to record: one kernel on the arrays
+            return _const(node, b.where(positive, out_grad.cached_data, 0.0))
+        return out_grad * _const(node, b.astype(positive, node.dtype))
 
 
 def relu(a: Tensor) -> Tensor:

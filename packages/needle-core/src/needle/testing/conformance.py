@@ -387,7 +387,30 @@ def _optional(r: _Runner, b: Backend) -> None:
     for stride in (1, 2, 3):
         r.case("conv", f"stride {stride}", lambda s=stride: b.conv(r.put(img), r.put(ker), s),
                _conv_reference(img, ker, stride))
+    _fused_layers(r, b)
     _optimizer_steps(r, b)
+
+
+def _fused_layers(r: _Runner, b: Backend) -> None:
+    x, w, bias = _rng.standard_normal((5, 3)), _rng.standard_normal((3, 4)), _rng.standard_normal((1, 4))
+    r.case("linear", "with bias", lambda: b.linear(r.put(x), r.put(w), r.put(bias)), x @ w + bias)
+    r.case("linear", "without bias", lambda: b.linear(r.put(x), r.put(w), None), x @ w)
+    gamma, beta = _rng.uniform(0.5, 2.0, 4), _rng.standard_normal(4)
+    h = x @ w
+    mean, var = h.mean(0, keepdims=True), h.var(0, keepdims=True)
+    x_hat = (h - mean) / np.sqrt(var + 1e-5)
+    inv_std = 1 / np.sqrt(var + 1e-5)
+    want = (x_hat * gamma + beta, mean, var, x_hat, inv_std)
+    for i, name in enumerate(("y", "mean", "var", "x_hat", "inv_std")):
+        r.case("batch_norm", name, lambda i=i: b.batch_norm(r.put(h), r.put(gamma), r.put(beta),
+                                                            1e-5)[i], want[i])
+    g = _rng.standard_normal((5, 4))
+    n = g.shape[0]
+    grads = ((gamma * inv_std / n) * (n * g - g.sum(0) - x_hat * (g * x_hat).sum(0)),
+             (g * x_hat).sum(0, keepdims=True), g.sum(0, keepdims=True))
+    for i, name in enumerate(("dx", "dweight", "dbias")):
+        r.case("batch_norm_backward", name, lambda i=i: b.batch_norm_backward(
+            r.put(g), r.put(x_hat), r.put(inv_std), r.put(gamma))[i], grads[i])
 
 
 def _optimizer_steps(r: _Runner, b: Backend) -> None:
