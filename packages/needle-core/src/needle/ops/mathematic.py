@@ -208,16 +208,19 @@ def sqrt(a: Tensor) -> Tensor:
 
 
 class ReLU(TensorOp):
+    """max(x, 0), computed as x · [x > 0]: a multiply by a 0/1 mask beats NumPy's branchy
+    ``maximum`` on mixed-sign data, and the mask is kept for the backward pass."""
+
     def compute(self, a):
-        return self.backend.maximum(a, 0)
+        b = self.backend
+        self.mask = b.astype(b.greater(a, 0), a.dtype)
+        return b.multiply(a, self.mask)
 
     def gradient(self, out_grad, node):
         # The mask is a constant: relu is piecewise linear, its second derivative is 0.
-        b = self.backend
-        positive = b.greater(node.cached_data, 0)
         if not is_grad_enabled():  # no graph to record: one kernel on the arrays
-            return _const(node, b.where(positive, out_grad.cached_data, 0.0))
-        return out_grad * _const(node, b.astype(positive, node.dtype))
+            return _const(node, self.backend.multiply(out_grad.cached_data, self.mask))
+        return out_grad * _const(node, self.mask)
 
 
 def relu(a: Tensor) -> Tensor:
