@@ -53,6 +53,7 @@ def digits_run(tmp_path_factory) -> Path:
     (["train", "--epochs", "0"], ["--epochs", "a positive integer", "'0'"]),
     (["train", "--lr", "fast"], ["--lr", "a number > 0", "'fast'"]),
     (["train", "--weight-decay", "-1"], ["--weight-decay", "a number >= 0"]),
+    (["train", "--bptt", "20"], ["--bptt applies to --model lm only", "mlp-resnet"]),
     (["eval"], ["--checkpoint"]),
     (["fit"], ["invalid choice", "'train'"]),
     ([], ["required"]),

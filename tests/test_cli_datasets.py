@@ -143,6 +143,10 @@ def test_language_model_needs_the_same_word_ids(tmp_path, capsys):
     (other / "test.txt").write_text("\n".join(reversed(text)) + "\n")  # same words, other order
     rc, _, err = run(["eval", "--checkpoint", str(out), "--data-dir", str(other)], capsys)
     assert_one_line_error(rc, err, "other word ids")
+    rc, _, err = run(["train", "--dataset", "ptb", "--data-dir", str(tmp_path / "ptb"),
+                      "--holdout", "10", "--batch-size", "8", "--out", str(tmp_path / "r")], capsys)
+    assert_one_line_error(rc, err, "10 test tokens are too few for --batch-size 8")
+    assert not (tmp_path / "r").exists()
 
 
 REAL_MNIST = data_dir() / "mnist"

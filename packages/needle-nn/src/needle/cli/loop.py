@@ -101,12 +101,13 @@ class TextTask:
 
     def __init__(self, tokens: Tokens, batch_size: int, bptt: int, device: Device) -> None:
         self.device, self.bptt = device, bptt
+        if min(len(tokens.train), len(tokens.test)) < 2 * batch_size:
+            raise data.DataError(f"{len(tokens.train)} train / {len(tokens.test)} test tokens are "
+                                 f"too few for --batch-size {batch_size} (each part needs at "
+                                 f"least {2 * batch_size}: two rows of {batch_size} columns)")
         self.train = data.batchify(tokens.train, batch_size)
         self.test = data.batchify(tokens.test, batch_size)
         self.batches_per_epoch = len(range(0, self.train.shape[0] - 1, bptt))
-        if self.batches_per_epoch == 0 or self.test.shape[0] < 2:
-            raise data.DataError(f"the text is too short for --batch-size {batch_size}: "
-                                 f"{len(tokens.train)} train / {len(tokens.test)} test tokens")
 
     def _chunks(self, rows: np.ndarray, first: int) -> Iterator[Batch]:
         for i in range(first * self.bptt, rows.shape[0] - 1, self.bptt):

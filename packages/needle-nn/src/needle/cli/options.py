@@ -99,6 +99,9 @@ TRAIN_KEYS = ("model", "dataset", "data_dir", "holdout", "epochs", "batch_size",
               "embedding_dim", "num_layers", "seq_model", "bptt", "clip")
 
 
+LM_ONLY = ("embedding_dim", "num_layers", "seq_model", "bptt")
+
+
 def check_pair(model: str, dataset: str) -> None:
     """A model/data-set mismatch is an error naming what fits."""
     if dataset not in DATASETS_FOR[model]:
@@ -123,6 +126,11 @@ def resolve(given: dict[str, Any]) -> Config:
     if model is None:
         model = MODEL_FOR[dataset]
     check_pair(model, dataset)
+    if model != "lm":
+        for key in LM_ONLY:
+            if given.get(key) is not None:
+                raise CLIError(f"--{key.replace('_', '-')} applies to --model lm only "
+                               f"(this run trains {model})")
     values: dict[str, Any] = {"model": model, "dataset": dataset, "momentum": 0.9, "seed": 0,
                               "device": os.environ.get("NEEDLE_DEFAULT_DEVICE", "cpu"), "holdout": None,
                               **DEFAULTS[dataset], **MODEL_DEFAULTS[model]}

@@ -139,12 +139,13 @@ def _start(given: dict[str, Any], out: str | None) -> Run:
     cfg.input_dim = input_dim(data)
     if isinstance(data, sources.Tokens):
         cfg.vocab_sha256 = data.vocab_sha256
+    task = make_task(cfg, data, dev)  # draws nothing: seeding below fixes the whole run
     ndl.manual_seed(cfg.seed)
     model = build_model(cfg, cfg.input_dim, dev)
     opt, sched = build_optimizer(cfg, model)
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True)  # only now: a failed start leaves no directory
     (path / METRICS).write_text("", encoding="utf-8")
-    return Run(cfg, path, model, opt, sched, make_task(cfg, data, dev), data.note)
+    return Run(cfg, path, model, opt, sched, task, data.note)
 
 
 def _resume(given: dict[str, Any], resume: str) -> Run:
