@@ -135,11 +135,12 @@ class CPUBackend(Backend):
     # their own fresh results, and each saved pass over (N, D) data shows at large batches.
     def linear(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         out = self.matmul(x, w)
-        if b is not None:
-            if out.ndim and out.shape == np.broadcast_shapes(out.shape, b.shape):
-                out += b
-            else:
-                out = out + b
+        if b is None:
+            return out
+        try:
+            out += b  # out is our own fresh array
+        except ValueError:  # b would broadcast out to a larger shape
+            out = out + b
         return out
 
     def batch_norm(self, x, weight, bias, eps):
@@ -179,14 +180,21 @@ class CPUBackend(Backend):
         return out.reshape(n, ho, wo, cout)
 
     def sgd_update(self, param, grad, velocity, lr, momentum, weight_decay):
-        g = grad if weight_decay == 0 else grad + weight_decay * param
+        tmp = self._scratch(param)
+        if weight_decay != 0:
+            np.multiply(param, weight_decay, out=tmp)
+            tmp += grad
+            grad = self._scratch(param, "decayed")
+            np.copyto(grad, tmp)
         if momentum != 0:
             if velocity is None:
                 velocity = np.zeros_like(param)
             velocity *= momentum
-            velocity += (1 - momentum) * g
-            g = velocity
-        param -= lr * g
+            np.multiply(grad, 1 - momentum, out=tmp)
+            velocity += tmp
+            grad = velocity
+        np.multiply(grad, lr, out=tmp)
+        param -= tmp
         return velocity
 
     def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
@@ -194,9 +202,10 @@ class CPUBackend(Backend):
         # lr·m̂/(√v̂ + ε) is rewritten as (lr·√c2/c1)·m/(√v + ε·√c2), c = 1 − β^step.
         tmp = self._scratch(param)
         if weight_decay != 0:
-            np.multiply(param, weight_decay, out=tmp)
-            tmp += grad
-            grad = tmp.copy()
+            decayed = self._scratch(param, "decayed")
+            np.multiply(param, weight_decay, out=decayed)
+            decayed += grad
+            grad = decayed
         np.multiply(grad, 1 - beta1, out=tmp)
         m *= beta1
         m += tmp
@@ -211,9 +220,9 @@ class CPUBackend(Backend):
         tmp *= lr * c2_sqrt / c1
         param -= tmp
 
-    def _scratch(self, like: np.ndarray) -> np.ndarray:
+    def _scratch(self, like: np.ndarray, role: str = "tmp") -> np.ndarray:
         """A reusable buffer shaped like ``like`` (fresh large allocations cost page faults)."""
-        key = (like.shape, like.dtype)
+        key = (role, like.shape, like.dtype)
         buf = self._buffers.get(key)
         if buf is None:
             buf = self._buffers[key] = np.empty_like(like)
