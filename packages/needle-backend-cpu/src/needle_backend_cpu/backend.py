@@ -182,10 +182,7 @@ class CPUBackend(Backend):
     def sgd_update(self, param, grad, velocity, lr, momentum, weight_decay):
         tmp = self._scratch(param)
         if weight_decay != 0:
-            np.multiply(param, weight_decay, out=tmp)
-            tmp += grad
-            grad = self._scratch(param, "decayed")
-            np.copyto(grad, tmp)
+            grad = self._decayed(param, grad, weight_decay)
         if momentum != 0:
             if velocity is None:
                 velocity = np.zeros_like(param)
@@ -202,10 +199,7 @@ class CPUBackend(Backend):
         # lr·m̂/(√v̂ + ε) is rewritten as (lr·√c2/c1)·m/(√v + ε·√c2), c = 1 − β^step.
         tmp = self._scratch(param)
         if weight_decay != 0:
-            decayed = self._scratch(param, "decayed")
-            np.multiply(param, weight_decay, out=decayed)
-            decayed += grad
-            grad = decayed
+            grad = self._decayed(param, grad, weight_decay)
         np.multiply(grad, 1 - beta1, out=tmp)
         m *= beta1
         m += tmp
@@ -219,6 +213,13 @@ class CPUBackend(Backend):
         np.divide(m, tmp, out=tmp)
         tmp *= lr * c2_sqrt / c1
         param -= tmp
+
+    def _decayed(self, param: np.ndarray, grad: np.ndarray, weight_decay: float) -> np.ndarray:
+        """grad + weight_decay·param in a scratch buffer (grad itself is never written)."""
+        out = self._scratch(param, "decayed")
+        np.multiply(param, weight_decay, out=out)
+        out += grad
+        return out
 
     def _scratch(self, like: np.ndarray, role: str = "tmp") -> np.ndarray:
         """A reusable buffer shaped like ``like`` (fresh large allocations cost page faults)."""
