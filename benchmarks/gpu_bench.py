@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch_model  # benchmarks/: the same PyTorch MLP-ResNet the CPU benchmarks use
 
 Timing = dict[str, Any]
 
@@ -120,24 +121,8 @@ def torch_training(torch: Any, device_name: str, batch: int, hidden: int, iters:
                    warmup: int) -> Timing:
     nn = torch.nn
     dev = torch_device(torch, device_name)
-
-    class Residual(nn.Module):
-        def __init__(self, fn: Any) -> None:
-            super().__init__()
-            self.fn = fn
-
-        def forward(self, x: Any) -> Any:
-            return self.fn(x) + x
-
-    def block(d: int, h: int) -> Any:
-        return nn.Sequential(Residual(nn.Sequential(
-            nn.Linear(d, h), nn.BatchNorm1d(h), nn.ReLU(), nn.Dropout(0.1),
-            nn.Linear(h, d), nn.BatchNorm1d(d))), nn.ReLU())
-
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, hidden), nn.ReLU(),
-                          *[block(hidden, hidden // 2) for _ in range(3)],
-                          nn.Linear(hidden, 10)).to(dev).train()
+    model = torch_model.build(torch, hidden=hidden).to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     rs = np.random.RandomState(0)
