@@ -143,7 +143,8 @@ class CPUBackend(Backend):
             out = out + b
         return out
 
-    def batch_norm(self, x, weight, bias, eps):
+    def batch_norm(self, x, weight, bias, eps, running_mean=None, running_var=None,
+                   momentum=0.1):
         n = x.shape[0]
         mean = _add_reduce(x, 0, None, None, True)
         mean *= 1.0 / n
@@ -156,6 +157,10 @@ class CPUBackend(Backend):
         x_hat *= inv_std
         y = x_hat * weight.reshape(1, -1)
         y += bias.reshape(1, -1)
+        for running, observed in ((running_mean, mean), (running_var, var)):
+            if running is not None:
+                running *= 1 - momentum
+                running += momentum * observed.reshape(running.shape)
         return y, mean, var, x_hat, inv_std
 
     def batch_norm_backward(self, g, x_hat, inv_std, weight):

@@ -215,11 +215,13 @@ class Backend:
         out = self.matmul(x, w)
         return out if b is None else self.add(out, b)
 
-    def batch_norm(self, x: Array, weight: Array, bias: Array,
-                   eps: float) -> tuple[Array, Array, Array, Array, Array]:
+    def batch_norm(self, x: Array, weight: Array, bias: Array, eps: float,
+                   running_mean: Array | None = None, running_var: Array | None = None,
+                   momentum: float = 0.1) -> tuple[Array, Array, Array, Array, Array]:
         """Normalise (N, D) ``x`` over the batch with its biased variance, then scale and
         shift. Returns (y, mean, var, x_hat, inv_std); the last four are (1, D) or (N, D)
-        and feed ``batch_norm_backward`` and the running statistics."""
+        and feed ``batch_norm_backward``. Running statistics (D,), when given, are updated
+        in place: r ← (1 − momentum)·r + momentum·(batch mean or biased variance)."""
         n = x.shape[0]
         mean = self.divide(self.sum(x, (0,), keepdims=True), n)
         centred = self.subtract(x, mean)
@@ -228,6 +230,11 @@ class Backend:
         x_hat = self.multiply(centred, inv_std)
         y = self.add(self.multiply(x_hat, self.reshape(weight, (1, -1))),
                      self.reshape(bias, (1, -1)))
+        for running, observed in ((running_mean, mean), (running_var, var)):
+            if running is not None:
+                self.setitem(running, ..., self.add(
+                    self.multiply(running, 1 - momentum),
+                    self.multiply(self.reshape(observed, running.shape), momentum)))
         return y, mean, var, x_hat, inv_std
 
     def batch_norm_backward(self, g: Array, x_hat: Array, inv_std: Array,

@@ -60,16 +60,18 @@ class BatchNorm(TensorOp):
     """Training-mode batch normalisation of (N, D) input over the batch axis.
 
     y = (x − mean) / sqrt(var + eps) · weight + bias with the batch's biased
-    variance. ``batch_mean`` / ``batch_var`` are left on the op for the layer's
-    running statistics.
+    variance. Running statistics (backend arrays), when given, are updated in place
+    by the same kernel; ``batch_mean`` / ``batch_var`` are left on the op too.
     """
 
-    def __init__(self, eps: float = 1e-5) -> None:
+    def __init__(self, eps: float = 1e-5, running_mean: Any = None, running_var: Any = None,
+                 momentum: float = 0.1) -> None:
         self.eps = eps
+        self.running = (running_mean, running_var, momentum)
 
     def compute(self, x, weight, bias):
         y, self.batch_mean, self.batch_var, self.x_hat, self.inv_std = \
-            self.backend.batch_norm(x, weight, bias, self.eps)
+            self.backend.batch_norm(x, weight, bias, self.eps, *self.running)
         return y
 
     def check(self, x, weight, bias):

@@ -59,16 +59,10 @@ class BatchNorm1d(Module):
     def forward(self, x: Tensor) -> Tensor:
         check_input(self, x, 2, 1, self.dim, f"(N, {self.dim})")
         if self.training:
-            # One fused op; it leaves the batch statistics on itself for the running update.
-            op = ops.BatchNorm(self.eps)
-            y = op(x, self.weight, self.bias)
-            bk, m = x.device.backend, self.momentum
-            for name, observed in (("running_mean", op.batch_mean), ("running_var", op.batch_var)):
-                old = getattr(self, name)
-                new = bk.add(bk.multiply(old.cached_data, 1 - m),
-                             bk.multiply(bk.reshape(observed, old.shape), m))
-                setattr(self, name, Tensor.make_const(new, device=x.device))
-            return y
+            # One fused op; it also updates the running statistics in place (no graph).
+            op = ops.BatchNorm(self.eps, self.running_mean.cached_data,
+                               self.running_var.cached_data, self.momentum)
+            return op(x, self.weight, self.bias)
         centred = x - self.running_mean.reshape((1, self.dim)).broadcast_to(x.shape)
         std = ((self.running_var + self.eps) ** 0.5).reshape((1, self.dim)).broadcast_to(x.shape)
         return self.weight.broadcast_to(x.shape) * (centred / std) + self.bias.broadcast_to(x.shape)
