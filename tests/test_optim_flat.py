@@ -83,3 +83,24 @@ def test_a_missing_grad_falls_back_and_keeps_per_parameter_steps(device):
     opt.step()  # unequal step counts: the per-parameter path keeps each correction right
     assert opt.state[2]["step"] == 1 and opt.state[0]["step"] == 2
     assert all(np.all(np.isfinite(p.numpy())) for p in params)
+
+
+def test_load_state_dict_into_a_packed_optimizer_uses_the_loaded_state(device):
+    params = make_params(device)
+    opt = Adam(params, lr=0.05)
+    set_grads(params, 0)
+    opt.step()  # packs the parameters and m/v
+    saved_state = opt.state_dict()
+    saved_values = [p.numpy().copy() for p in params]
+    for t in (1, 2):
+        set_grads(params, t)
+        opt.step()
+    first = [p.numpy().copy() for p in params]
+    for p, v in zip(params, saved_values):
+        p.data = ndl.Tensor(v, device=device, dtype="float64")
+    opt.load_state_dict(saved_state)
+    for t in (1, 2):
+        set_grads(params, t)
+        opt.step()
+    for a, b in zip(first, params):
+        np.testing.assert_array_equal(a, b.numpy())

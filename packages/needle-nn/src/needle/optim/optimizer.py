@@ -64,24 +64,38 @@ class Optimizer:
 
         Why: an update then costs a few backend calls for the whole model instead of a
         few per parameter, which is most of the optimizer's time on small models.
-        Parameters and state entries become views into the buffers; anything that
-        replaces one (``p.data = ...``, ``load_state_dict``) is noticed and packed again.
+        Parameters and state entries become views into the buffers. Everything is
+        packed again after a parameter's array was replaced (``p.data = ...``), after
+        ``load_state_dict`` and after a per-parameter step.
         """
+        grads = self._packed_grads()
+        if grads is None:
+            self._flat = None
+            if any(p.grad is None for p in self.params):
+                return None
+            self._flat = _Flat.pack(self, names)
+            grads = self._packed_grads()
+            if grads is None:
+                self._flat = None
+                return None
+        bk = self._flat.backend
+        return self._flat, bk.concatenate([bk.reshape(g, (-1,)) for g in grads], 0)
+
+    def _packed_grads(self) -> list[Array] | None:
+        """The gradients' arrays, if every parameter has a gradient of its shape and
+        still lives in the packed buffer; else ``None``."""
+        if self._flat is None:
+            return None
         grads = []
-        for p in self.params:
-            if p.grad is None:
+        for p, view in zip(self.params, self._flat.views):
+            g = p.grad
+            if g is None or p.cached_data is not view:
                 return None
-            grads.append(p.grad.cached_data)
-        flat = self._flat
-        if flat is None or not flat.intact(self, names):
-            flat = self._flat = _Flat.pack(self, names)
-            if flat is None:
-                return None
-        for g, view in zip(grads, flat.views):
+            g = g.cached_data
             if g.shape != view.shape:
                 return None  # the per-parameter path names the culprit
-        bk = flat.backend
-        return flat, bk.concatenate([bk.reshape(g, (-1,)) for g in grads], 0)
+            grads.append(g)
+        return grads
 
     # -- helpers for step() ---------------------------------------------------------
     def _arrays(self, i: int, p: Tensor) -> tuple[Array, Array]:
@@ -152,6 +166,7 @@ class Optimizer:
         for k, v in hyper.items():
             setattr(self, k, v)
         self.state = new_state
+        self._flat = None  # the packed buffers hold the old state
 
     def _load_array(self, i: int, key: str, value: Any) -> Array:
         """``value`` (Tensor or NumPy array) as a fresh array on parameter ``i``'s device and dtype."""
@@ -178,18 +193,6 @@ class _Flat:
         self.views = views
         self.state = state
         self.state_views = state_views
-
-    def intact(self, opt: Optimizer, names: tuple[str, ...]) -> bool:
-        """Do the parameters and state entries still point into these buffers?"""
-        for p, view in zip(opt.params, self.views):
-            if p.cached_data is not view:
-                return False
-        for name in names:
-            for i, view in enumerate(self.state_views[name]):
-                entry = opt.state.get(i)
-                if entry is None or entry.get(name) is not view:
-                    return False
-        return True
 
     @classmethod
     def pack(cls, opt: Optimizer, names: tuple[str, ...]) -> _Flat | None:
