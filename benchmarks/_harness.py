@@ -161,6 +161,18 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
+def paired_ratio(results: dict[str, dict[str, Any]], a: str, b: str) -> float | None:
+    """Median over repeats of ``a``'s run / ``b``'s run from the *same* repeat.
+
+    Why: on a shared machine a slow moment hits every framework of one repeat alike,
+    so per-repeat ratios scatter far less than the ratio of two separate medians.
+    """
+    if a not in results or b not in results:
+        return None
+    pairs = [x / y for x, y in zip(results[a]["runs"], results[b]["runs"]) if y]
+    return statistics.median(pairs) if pairs else None
+
+
 def fmt(value: Any) -> str:
     if value is None:
         return "-"

@@ -117,7 +117,9 @@ def main(args: Any) -> None:
     rows, source = [], None
     for opt in OPTIMIZERS:
         for batch in BATCHES:
-            steps = max(3, examples // batch)
+            # at least 30 steps a repeat: 9 steps of batch 1024 is too short to time on a
+            # shared machine (one slow moment moves the median by 10%)
+            steps = max(3 if args.quick else 30, examples // batch)
             data = _mnist.batches(x, y, batch, steps)
             final: dict[str, Any] = {}
             cases: dict[str, Runner] = {}
@@ -136,18 +138,24 @@ def main(args: Any) -> None:
                       "needle/torch_fused": _harness.ratio(med["needle"], med["torch_fused"]),
                       "needle/numpy": _harness.ratio(med["needle"], med["numpy"]),
                       "torch/numpy": _harness.ratio(med["torch"], med["numpy"])}
+            paired = {"needle/torch_fused": _harness.paired_ratio(results, "needle", "torch_fused"),
+                      "needle/numpy": _harness.paired_ratio(results, "needle", "numpy")}
             report.record({"optimizer": opt, "batch": batch, "steps_per_repeat": steps,
                            **OPTIMIZERS[opt]}, "examples/s", results, ratios,
+                          paired_ratios=paired,
                           final_loss={k: round(v, 4) for k, v in final.items()},
                           needle_model=source)
             rows.append([f"{opt}, batch {batch}", *(med[k] for k in FRAMEWORKS),
                          *(ratios[k] for k in ("needle/torch", "needle/torch_fused",
-                                               "needle/numpy"))])
+                                               "needle/numpy")),
+                         paired["needle/torch_fused"], paired["needle/numpy"]])
     notes = [f"needle model: {source}" if needle_missing is None else
              f"needle left out: {needle_missing}",
-             "ratios are speed ratios: above 1.0 needle trains faster than the reference"]
+             "ratios are speed ratios: above 1.0 needle trains faster than the reference",
+             "paired: median over repeats of the ratio within one repeat (steadier when "
+             "the machine is shared)"]
     report.table(f"MLP-ResNet training, examples/s (median of {args.repeats}, "
                  f"{_harness.bench_threads()} thread(s))",
                  ["config", "needle", "torch", "torch fused", "numpy", "needle/torch",
-                  "needle/fused", "needle/numpy"], rows, notes)
+                  "needle/fused", "needle/numpy", "paired n/fused", "paired n/numpy"], rows, notes)
     report.finish()
