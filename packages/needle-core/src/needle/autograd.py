@@ -167,7 +167,7 @@ class Value:
         value.cached_data = data
         value.requires_grad = requires_grad
         value._device = device or default_device()
-        if cls is Tensor or issubclass(cls, Tensor):
+        if issubclass(cls, Tensor):
             value.grad = None
         return value
 

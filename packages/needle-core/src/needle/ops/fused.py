@@ -61,7 +61,7 @@ class BatchNorm(TensorOp):
 
     y = (x − mean) / sqrt(var + eps) · weight + bias with the batch's biased
     variance. Running statistics (backend arrays), when given, are updated in place
-    by the same kernel; ``batch_mean`` / ``batch_var`` are left on the op too.
+    by the same kernel. Only what the backward pass needs stays on the op.
     """
 
     def __init__(self, eps: float = 1e-5, running_mean: Any = None, running_var: Any = None,
@@ -70,7 +70,7 @@ class BatchNorm(TensorOp):
         self.running = (running_mean, running_var, momentum)
 
     def compute(self, x, weight, bias):
-        y, self.batch_mean, self.batch_var, self.x_hat, self.inv_std = \
+        y, _, _, self.x_hat, self.inv_std = \
             self.backend.batch_norm(x, weight, bias, self.eps, *self.running)
         return y
 
