@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,10 @@ from numpy.lib.stride_tricks import as_strided
 
 _add_reduce = np.add.reduce
 _max_reduce = np.maximum.reduce
+_BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# The widest last axis whose row maxima are faster from a transposed copy (see _row_max).
+_NARROW_ROWS = 32
+_LAST_AXIS = (1, -1, (1,), (-1,))
 
 
 class CPUBackend(Backend):
@@ -19,6 +24,7 @@ class CPUBackend(Backend):
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[Any, ...], np.ndarray] = {}
+        self._ones_cache: dict[tuple[int, np.dtype, float], np.ndarray] = {}
 
     # NumPy's functions already have the contract's names and semantics; binding
     # them as static methods keeps the op path one call deep.
@@ -83,10 +89,55 @@ class CPUBackend(Backend):
     # -- reductions: NumPy returns scalars for full reductions; keep arrays ---
     # ufunc.reduce directly: np.sum's Python wrappers cost more than the work on small arrays
     def sum(self, a: np.ndarray, axis: Axes = None, keepdims: bool = False) -> np.ndarray:
+        return self._sum(a, axis, keepdims)
+
+    def _sum(self, a: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
+        if axis is not None and a.dtype in _BLAS_DTYPES and a.size:
+            out = self._blas_sum(a, axis, keepdims)
+            if out is not None:
+                return out
         out = _add_reduce(a, axis, None, None, keepdims)
         return out if type(out) is np.ndarray else np.asarray(out)
 
+    # Sums over leading (or trailing) axes of a float array as one BLAS matrix-vector
+    # product with a vector of ones. Why: np.add.reduce over the batch axis of an (N, D)
+    # array is 3-4x slower than gemv (32 us against 9 us at 1024 x 100 on a Haswell
+    # OpenBLAS), and batch norm, bias gradients and the softmax loss all sum that way.
+    # BLAS accumulates in blocks, so the result is as accurate as NumPy's pairwise sum.
+    def _blas_sum(self, a: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray | None:
+        nd = a.ndim
+        axes = (axis % nd,) if type(axis) is int else tuple(sorted({ax % nd for ax in axis}))
+        k = len(axes)
+        if k == 0 or k == nd or not a.flags.c_contiguous:
+            return None
+        shape = a.shape
+        if axes[-1] == k - 1:  # leading axes
+            lead = math.prod(shape[:k])
+            out = self._ones(lead, a.dtype) @ a.reshape(lead, a.size // lead)
+            kept = (1,) * k + shape[k:] if keepdims else shape[k:]
+        elif axes[0] == nd - k:  # trailing axes
+            trail = math.prod(shape[nd - k:])
+            out = a.reshape(a.size // trail, trail) @ self._ones(trail, a.dtype)
+            kept = shape[:nd - k] + (1,) * k if keepdims else shape[:nd - k]
+        else:
+            return None
+        return out.reshape(kept)
+
+    def _ones(self, n: int, dtype: np.dtype, value: float = 1.0) -> np.ndarray:
+        """A cached read-only vector of ``n`` times ``value`` (the ones of ``_blas_sum``)."""
+        key = (n, dtype, value)
+        vec = self._ones_cache.get(key)
+        if vec is None:
+            if len(self._ones_cache) > 64:  # many batch sizes: start again, never grow unbounded
+                self._ones_cache.clear()
+            vec = self._ones_cache[key] = np.full(n, value, dtype)
+            vec.flags.writeable = False
+        return vec
+
     def max(self, a: np.ndarray, axis: Axes = None, keepdims: bool = False) -> np.ndarray:
+        if a.ndim == 2 and axis in _LAST_AXIS and a.shape[1] <= _NARROW_ROWS and a.size:
+            out = self._row_max(a)
+            return out if keepdims else out.reshape(-1)
         out = _max_reduce(a, axis, None, None, keepdims)
         return out if type(out) is np.ndarray else np.asarray(out)
 
@@ -124,12 +175,26 @@ class CPUBackend(Backend):
 
     # -- fused kernels ----------------------------------------------------------
     def logsumexp(self, a: np.ndarray, axis: Axes, keepdims: bool = False) -> np.ndarray:
-        m = np.max(a, axis=axis, keepdims=True)
+        if a.ndim == 2 and axis in _LAST_AXIS and a.size:
+            m = self._row_max(a)  # (N, 1)
+        else:
+            m = np.max(a, axis=axis, keepdims=True)
         m[~np.isfinite(m)] = 0.0  # all -inf (or inf) slices: keep NaN out of a - m
+        shifted = a - m
+        np.exp(shifted, out=shifted)
         with np.errstate(divide="ignore"):  # an all -inf slice is log(0) = -inf, as it should be
-            s = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True))
+            s = np.log(self._sum(shifted, axis, True))
         s += m
         return s if keepdims else np.asarray(s.reshape(reduced_shape(a.shape, axis)))
+
+    @staticmethod
+    def _row_max(a: np.ndarray) -> np.ndarray:
+        """Row maxima of a 2-D array, kept as (N, 1). NumPy reduces a narrow last axis
+        (a classifier's 10 logits) row by row, 5x slower than reducing the transposed copy
+        down its columns; wide rows are faster in place."""
+        if a.shape[1] <= _NARROW_ROWS:
+            return _max_reduce(np.ascontiguousarray(a.T), 0).reshape(-1, 1)
+        return _max_reduce(a, 1, None, None, True)
 
     # In-place versions of the contract's composite kernels: the arrays they write are
     # their own fresh results, and each saved pass over (N, D) data shows at large batches.
@@ -145,33 +210,39 @@ class CPUBackend(Backend):
 
     def batch_norm(self, x, weight, bias, eps, running_mean=None, running_var=None,
                    momentum=0.1):
-        n = x.shape[0]
-        mean = _add_reduce(x, 0, None, None, True)
-        mean *= 1.0 / n
+        if x.ndim != 2 or x.dtype not in _BLAS_DTYPES:
+            return super().batch_norm(x, weight, bias, eps, running_mean, running_var, momentum)
+        # Batch statistics as products with a row of 1/N (see _blas_sum).
+        mean_row = self._ones(x.shape[0], x.dtype, 1.0 / x.shape[0])
+        mean = mean_row @ x
         x_hat = x - mean
-        var = _add_reduce(np.square(x_hat), 0, None, None, True)
-        var *= 1.0 / n
-        inv_std = var + eps
-        np.sqrt(inv_std, out=inv_std)
-        np.divide(1.0, inv_std, out=inv_std)
-        x_hat *= inv_std
-        y = x_hat * weight.reshape(1, -1)
-        y += bias.reshape(1, -1)
+        var = mean_row @ np.square(x_hat)
         for running, observed in ((running_mean, mean), (running_var, var)):
             if running is not None:
                 running *= 1 - momentum
                 running += momentum * observed.reshape(running.shape)
-        return y, mean, var, x_hat, inv_std
+        inv_std = var + eps
+        np.sqrt(inv_std, out=inv_std)
+        np.divide(1.0, inv_std, out=inv_std)
+        x_hat *= inv_std
+        y = x_hat * weight.reshape(-1)
+        y += bias.reshape(-1)
+        return y, mean.reshape(1, -1), var.reshape(1, -1), x_hat, inv_std.reshape(1, -1)
 
     def batch_norm_backward(self, g, x_hat, inv_std, weight):
         n = g.shape[0]
-        g_bias = _add_reduce(g, 0, None, None, True)
-        g_weight = _add_reduce(g * x_hat, 0, None, None, True)
-        dx = x_hat * (g_weight * (-1.0 / n))
+        if g.ndim != 2 or g.dtype not in _BLAS_DTYPES:
+            return super().batch_norm_backward(g, x_hat, inv_std, weight)
+        ones = self._ones(n, g.dtype)
+        g_bias = ones @ g
+        dx = g * x_hat
+        g_weight = ones @ dx
+        # dx = w·inv_std · (g − Σg/N − x̂·Σ(g·x̂)/N), reusing the product's buffer
+        np.multiply(x_hat, g_weight * (-1.0 / n), out=dx)
         dx += g
         dx -= g_bias * (1.0 / n)
-        dx *= weight.reshape(1, -1) * inv_std
-        return dx, g_weight, g_bias
+        dx *= weight.reshape(-1) * inv_std.reshape(-1)
+        return dx, g_weight.reshape(1, -1), g_bias.reshape(1, -1)
 
     def conv(self, x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
         """im2col through a strided view: one matrix product, no Python loop."""

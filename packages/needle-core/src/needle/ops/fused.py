@@ -39,15 +39,19 @@ class Linear(TensorOp):
             gw = sum_to_shape(matmul(transpose(x), g), w.shape)
             gb = sum_to_shape(g, b.shape) if b is not None else None
             return gx, gw, gb
-        bk = self.backend
-        gd, xd, wd = g.cached_data, x.cached_data, w.cached_data
-        gx = _const(g, bk.matmul(gd, bk.transpose(wd, (1, 0)))) if x.requires_grad else None
-        x2 = bk.reshape(xd, (-1, xd.shape[-1]))
-        g2 = bk.reshape(gd, (-1, gd.shape[-1]))
-        gw = _const(g, bk.matmul(bk.transpose(x2, (1, 0)), g2))
+        bk, dev = self.backend, g._device
+        gd, xd = g.cached_data, x.cached_data
+        gx = None
+        if x.requires_grad:
+            gx = Tensor.make_const(bk.matmul(gd, bk.transpose(w.cached_data, (1, 0))), device=dev)
+        if gd.ndim != 2:  # (..., out): the leading axes are all batch
+            xd = bk.reshape(xd, (-1, xd.shape[-1]))
+            gd = bk.reshape(gd, (-1, gd.shape[-1]))
+        gw = Tensor.make_const(bk.matmul(bk.transpose(xd, (1, 0)), gd), device=dev)
         gb = None
         if b is not None and b.requires_grad:
-            gb = _const(g, bk.reshape(bk.sum(g2, (0,), keepdims=True), b.shape))
+            gb = Tensor.make_const(bk.reshape(bk.sum(gd, (0,), keepdims=True), b.shape),
+                                   device=dev)
         return gx, gw, gb
 
 
@@ -123,11 +127,14 @@ class SoftmaxCrossEntropy(TensorOp):
         if n and float(bk.max(bk.negative(idx))) > 0:  # negative ids would index from the end
             raise NeedleError(self._label_error(logits.shape[1]))
         self.index = (bk.arange(n, "int64"), idx)
-        lse = bk.logsumexp(logits, (1,), keepdims=True)
-        self.lse = lse
-        picked = bk.getitem(logits, self.index)
-        total = bk.sum(bk.subtract(bk.reshape(lse, (n,)), picked))
-        return bk.divide(total, n)
+        # logsumexp(z) - z_y = log Σ exp(z - m) - (z_y - m), with m the row maximum. The
+        # exponentials stay for the backward pass (softmax = e / Σe). Infinite logits give
+        # NaN or inf exactly where the unshifted formula does.
+        shifted = bk.subtract(logits, bk.max(logits, (1,), keepdims=True))
+        self.exp = bk.exp(shifted)
+        self.total = bk.sum(self.exp, (1,), keepdims=True)
+        losses = bk.subtract(bk.reshape(bk.log(self.total), (n,)), bk.getitem(shifted, self.index))
+        return bk.divide(bk.sum(losses), n)
 
     def check(self, logits, labels):
         if logits.ndim != 2 or labels.shape != (logits.shape[0],):
@@ -145,12 +152,13 @@ class SoftmaxCrossEntropy(TensorOp):
         logits = node.inputs[0]
         n = logits.shape[0]
         if is_grad_enabled():
-            softmax = exp(logits - broadcast_to(_const(g, self.lse), logits.shape))
+            lse = logsumexp(logits, (1,)).detach()
+            softmax = exp(logits - broadcast_to(reshape(lse, (n, 1)), logits.shape))
             one_hot = _const(g, self.backend.one_hot(logits.shape[1], self.index[1],
                                                       logits.dtype))
             return (softmax - one_hot) * broadcast_to(reshape(g / n, (1, 1)), logits.shape), None
         bk = self.backend
-        softmax = bk.exp(bk.subtract(logits.cached_data, self.lse))
+        softmax = bk.divide(self.exp, self.total)
         # one label per row, so plain fancy indexing never repeats an element
         bk.setitem(softmax, self.index, bk.subtract(bk.getitem(softmax, self.index), 1.0))
         return _const(g, bk.multiply(softmax, bk.divide(g.cached_data, n))), None
@@ -161,5 +169,5 @@ def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 from .mathematic import exp, matmul, sum_to_shape  # noqa: E402
-from .reduce import summation  # noqa: E402
+from .reduce import logsumexp, summation  # noqa: E402
 from .shape import broadcast_to, reshape, transpose  # noqa: E402

@@ -49,7 +49,7 @@ class Conv(Module):
                                             dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        check_input(self, x, 4, 1, self.in_channels, f"(N, {self.in_channels}, H, W)")
+        check_input(self, x, 4, 1, self.in_channels, "(N, {}, H, W)")
         out = ops.conv(x.permute((0, 2, 3, 1)), self.weight, self.stride, self.padding)
         if self.bias is not None:
             out = out + self.bias.reshape((1, 1, 1, self.out_channels)).broadcast_to(out.shape)

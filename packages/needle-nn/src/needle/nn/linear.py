@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import numpy as np
 from needle import Tensor, no_grad, ops
 
 from .. import init
@@ -40,7 +40,7 @@ class Linear(Module):
                 self.bias = Parameter(b.reshape((1, out_features)))
 
     def forward(self, x: Tensor) -> Tensor:
-        check_input(self, x, 0, -1, self.in_features, f"(N, {self.in_features})")
+        check_input(self, x, 0, -1, self.in_features, "(N, {})")
         return ops.linear(x, self.weight, self.bias)  # x @ W + b as one fused op
 
     def extra_repr(self) -> str:
@@ -52,4 +52,4 @@ class Flatten(Module):
     """(N, d1, d2, ...) -> (N, d1*d2*...)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.reshape((x.shape[0], int(np.prod(x.shape[1:]))))
+        return x.reshape((x.shape[0], math.prod(x.shape[1:])))

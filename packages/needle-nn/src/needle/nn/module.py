@@ -274,12 +274,14 @@ def _move(t: Tensor, dev: Device) -> None:
 def check_input(layer: Module, x: Tensor, ndim: int, axis: int, size: int, layout: str) -> None:
     """Raise an error naming ``layer`` and both shapes unless ``x`` has ``ndim`` axes (at
     least 2 when ``ndim`` is 0, meaning "any") and ``size`` entries on ``axis``.
+    ``layout`` reads like ``"(N, {})"``; ``size`` fills it, only when there is an error.
 
     Cheap enough for every forward: a few integer comparisons on the shape.
     """
     shape = x.shape
     if (len(shape) != ndim if ndim else len(shape) < 2) or shape[axis] != size:
-        raise NeedleError(f"{describe(layer)} expects input of shape {layout}, got shape {shape}")
+        raise NeedleError(f"{describe(layer)} expects input of shape {layout.format(size)}, "
+                          f"got shape {shape}")
 
 
 def describe(layer: Module) -> str:

@@ -29,7 +29,7 @@ class LayerNorm1d(Module):
         self.bias = Parameter(init.zeros(dim, device=device, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        check_input(self, x, 0, -1, self.dim, f"(N, {self.dim})")
+        check_input(self, x, 0, -1, self.dim, "(N, {})")
         stat_shape = (*x.shape[:-1], 1)
         mean = (x.sum((x.ndim - 1,)) / self.dim).reshape(stat_shape)
         centred = x - mean.broadcast_to(x.shape)
@@ -57,7 +57,7 @@ class BatchNorm1d(Module):
         self.register_buffer("running_var", init.ones(dim, device=device, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        check_input(self, x, 2, 1, self.dim, f"(N, {self.dim})")
+        check_input(self, x, 2, 1, self.dim, "(N, {})")
         if self.training:
             # One fused op; it also updates the running statistics in place (no graph).
             op = ops.BatchNorm(self.eps, self.running_mean.cached_data,
@@ -75,7 +75,7 @@ class BatchNorm2d(BatchNorm1d):
     """BatchNorm over the channels of NCHW images: statistics per channel over N, H, W."""
 
     def forward(self, x: Tensor) -> Tensor:
-        check_input(self, x, 4, 1, self.dim, f"(N, {self.dim}, H, W)")
+        check_input(self, x, 4, 1, self.dim, "(N, {}, H, W)")
         n, c, h, w = x.shape
         rows = x.permute((0, 2, 3, 1)).reshape((n * h * w, c))
         y = super().forward(rows)

@@ -45,7 +45,7 @@ class _Cell(Module):
         self.bias_hh = _uniform(k, width, device=device, dtype=dtype) if bias else None
 
     def _affine(self, x: Tensor, h: Tensor) -> Tensor:
-        check_input(self, x, 2, 1, self.input_size, f"(N, {self.input_size})")
+        check_input(self, x, 2, 1, self.input_size, "(N, {})")
         if h.shape != (x.shape[0], self.hidden_size):
             raise NeedleError(f"{describe(self)}: hidden state must have shape "
                               f"{(x.shape[0], self.hidden_size)}, got {h.shape}")
@@ -125,7 +125,7 @@ class RNN(Module):
                           for i in range(num_layers)]
 
     def forward(self, X: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:  # noqa: N803
-        check_input(self, X, 3, 2, self.input_size, f"(seq_len, N, {self.input_size})")
+        check_input(self, X, 3, 2, self.input_size, "(seq_len, N, {})")
         seq_len, batch = X.shape[0], X.shape[1]
         hs = [None] * self.num_layers if h0 is None else \
             _split_layers("RNN", h0, self.num_layers, batch, self.hidden_size)
@@ -165,7 +165,7 @@ class LSTM(Module):
 
     def forward(self, X: Tensor, h: tuple[Tensor, Tensor] | None = None  # noqa: N803
                 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        check_input(self, X, 3, 2, self.input_size, f"(seq_len, N, {self.input_size})")
+        check_input(self, X, 3, 2, self.input_size, "(seq_len, N, {})")
         seq_len, batch = X.shape[0], X.shape[1]
         if h is None:
             states: list = [None] * self.num_layers
