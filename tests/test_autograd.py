@@ -94,6 +94,32 @@ def test_second_order_gradients_pass_gradcheck(device, f):
     assert gradcheck(_grad_of(f), x)
 
 
+_RNG = np.random.default_rng(7)
+_W, _B = _RNG.uniform(-1, 1, (4, 3)), _RNG.uniform(-1, 1, (1, 3))
+_LABELS = np.array([2, 0, 1, 2, 1])
+
+
+@pytest.mark.parametrize("f", [
+    lambda x, d: ndl.ops.linear(x, t64(_W, d), t64(_B, d)) * x[:, :3],
+    lambda x, d: ndl.ops.linear(x.reshape((1, 5, 4)), t64(_W, d)).exp(),
+    lambda x, d: ndl.ops.batch_norm(x, t64(np.arange(1.0, 5.0), d), t64(np.ones(4), d)) ** 2,
+    lambda x, d: ndl.ops.softmax_cross_entropy(x, ndl.Tensor(_LABELS, device=d, dtype="int64",
+                                                              requires_grad=False)) * 3,
+    lambda x, d: ndl.relu(x) * x,
+    lambda x, d: (x + x * 2) * (x - 1),
+    lambda x, d: (x + 1.5) * 0.5 * x,
+], ids=["linear", "linear-3d", "batch_norm", "softmax_loss", "relu", "add-mul", "scalars"])
+def test_fast_array_gradients_match_the_tensor_op_formulas(device, f):
+    """backward() runs each op's ``vjp`` on arrays; backward(create_graph=True) runs its
+    ``gradient`` in Tensor ops. Both must give the same numbers."""
+    x = t64(_RNG.uniform(-1, 1, (5, 4)), device)
+    f(x, device).sum().backward()
+    fast, x.grad = x.grad.numpy(), None
+    f(x, device).sum().backward(create_graph=True)
+    assert x.grad.op is not None  # really the recorded (Tensor-op) path
+    np.testing.assert_allclose(fast, x.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_no_grad_builds_no_graph(device):
     x = t64(np.array([1.0, 2.0]), device)
     with ndl.no_grad():

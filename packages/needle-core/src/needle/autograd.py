@@ -109,6 +109,18 @@ class Op:
             return tuple(out)
         return (out,)
 
+    def vjp(self, out_grad: Any, node: Value) -> tuple[Any, ...]:
+        """The inputs' gradients as backend arrays (``None`` where none is needed).
+
+        ``backward()`` without ``create_graph`` calls this: nothing is recorded then, so
+        Tensor wrappers around each gradient would be pure overhead. The default runs
+        ``gradient`` on a constant; ops on the hot path of training override it with
+        the same formula on arrays. ``out_grad`` may be shared: never write into it.
+        """
+        wrap = TensorTuple if isinstance(node, TensorTuple) else Tensor
+        grads = self.gradient_as_tuple(wrap.make_const(out_grad, device=node._device), node)
+        return tuple(None if g is None else g.cached_data for g in grads)
+
     def check(self, *inputs: Value) -> None:
         """Called only after ``compute`` failed: raise a clearer error if you can."""
 
@@ -532,12 +544,12 @@ def compute_gradient_of_variables(output: Tensor, out_grad: Tensor,
     global _grad_enabled
     prev, _grad_enabled = _grad_enabled, create_graph
     try:
-        _backward(output, out_grad)
+        _backward(output, out_grad, create_graph)
     finally:
         _grad_enabled = prev
 
 
-def _backward(output: Value, out_grad: Value) -> None:
+def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
     """Walk the graph from ``output`` in reverse creation order.
 
     Every input is created before the ops that use it, so reverse creation order is a
@@ -545,8 +557,9 @@ def _backward(output: Value, out_grad: Value) -> None:
     all of its users, when its gradient is complete. Why not a depth-first sort first:
     this finds the nodes and orders them in the same single pass (it is most of the
     Python time of a small model's backward). Only inputs that require grad are visited.
+    Gradients travel as Tensors under ``create_graph`` and as backend arrays otherwise.
     """
-    grads: dict[Value, Any] = {output: out_grad}
+    grads: dict[Value, Any] = {output: out_grad if create_graph else out_grad.cached_data}
     heap = [(-output._seq, output)]
     while heap:
         node = heappop(heap)[1]
@@ -554,16 +567,28 @@ def _backward(output: Value, out_grad: Value) -> None:
         op = node.op
         if op is None:
             if isinstance(node, Tensor):
+                if not create_graph:
+                    grad = Tensor.make_const(grad, device=node._device)
                 node.grad = grad if node.grad is None else node.grad + grad
             continue
-        for inp, g in zip(node.inputs, op.gradient_as_tuple(grad, node)):
+        pulled = op.gradient_as_tuple(grad, node) if create_graph else op.vjp(grad, node)
+        for inp, g in zip(node.inputs, pulled):
             if g is not None and inp.requires_grad:
                 old = grads.get(inp)
                 if old is None:
                     grads[inp] = g
                     heappush(heap, (-inp._seq, inp))
-                else:
+                elif create_graph:
                     grads[inp] = old + g
+                else:
+                    grads[inp] = _add_arrays(inp._device.backend, old, g)
+
+
+def _add_arrays(backend: Any, a: Any, b: Any) -> Any:
+    """a + b for gradient arrays, or element-wise for the tuples of a TensorTuple."""
+    if type(a) is tuple:
+        return tuple(backend.add(x, y) for x, y in zip(a, b))
+    return backend.add(a, b)
 
 
 def find_topo_sort(nodes: Iterable[Value]) -> list[Value]:

@@ -1,19 +1,18 @@
 """Fused ops for the layers that dominate training time: linear, batch-norm, softmax loss.
 
 Each is one graph node instead of ten, which is most of what makes small-batch
-training fast in Python. Their gradients have two paths:
+training fast in Python. Their gradients have two forms:
 
-* the usual one (``backward()``): no graph is being recorded, so the gradient is
-  computed straight on backend arrays and wrapped as constants;
-* ``backward(create_graph=True)``: the same formula written in differentiable
-  Tensor ops, so higher-order gradients stay correct.
+* ``vjp`` (what ``backward()`` uses): the formula straight on backend arrays;
+* ``gradient`` (``backward(create_graph=True)``): the same formula written in
+  differentiable Tensor ops, so higher-order gradients stay correct.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..autograd import NeedleError, Tensor, TensorOp, is_grad_enabled
+from ..autograd import NeedleError, Tensor, TensorOp
 
 
 def _const(like: Tensor, data: Any) -> Tensor:
@@ -34,24 +33,23 @@ class Linear(TensorOp):
     def gradient(self, g, node):
         x, w = node.inputs[:2]
         b = node.inputs[2] if len(node.inputs) > 2 else None
-        if is_grad_enabled():
-            gx = matmul(g, transpose(w)) if x.requires_grad else None
-            gw = sum_to_shape(matmul(transpose(x), g), w.shape)
-            gb = sum_to_shape(g, b.shape) if b is not None else None
-            return gx, gw, gb
-        bk, dev = self.backend, g._device
-        gd, xd = g.cached_data, x.cached_data
-        gx = None
-        if x.requires_grad:
-            gx = Tensor.make_const(bk.matmul(gd, bk.transpose(w.cached_data, (1, 0))), device=dev)
-        if gd.ndim != 2:  # (..., out): the leading axes are all batch
+        gx = matmul(g, transpose(w)) if x.requires_grad else None
+        gw = sum_to_shape(matmul(transpose(x), g), w.shape)
+        gb = sum_to_shape(g, b.shape) if b is not None else None
+        return gx, gw, gb
+
+    def vjp(self, g, node):
+        x, w = node.inputs[:2]
+        b = node.inputs[2] if len(node.inputs) > 2 else None
+        bk, xd = self.backend, x.cached_data
+        gx = bk.matmul(g, bk.transpose(w.cached_data, (1, 0))) if x.requires_grad else None
+        if g.ndim != 2:  # (..., out): the leading axes are all batch
             xd = bk.reshape(xd, (-1, xd.shape[-1]))
-            gd = bk.reshape(gd, (-1, gd.shape[-1]))
-        gw = Tensor.make_const(bk.matmul(bk.transpose(xd, (1, 0)), gd), device=dev)
+            g = bk.reshape(g, (-1, g.shape[-1]))
+        gw = bk.matmul(bk.transpose(xd, (1, 0)), g)
         gb = None
         if b is not None and b.requires_grad:
-            gb = Tensor.make_const(bk.reshape(bk.sum(gd, (0,), keepdims=True), b.shape),
-                                   device=dev)
+            gb = bk.reshape(bk.sum(g, (0,), keepdims=True), b.shape)
         return gx, gw, gb
 
 
@@ -83,18 +81,16 @@ class BatchNorm(TensorOp):
             raise NeedleError(f"batch_norm: expected input (N, D) with weight and bias of D "
                               f"elements, got {x.shape}, {weight.shape}, {bias.shape}")
 
+    def vjp(self, g, node):
+        x, weight, bias = node.inputs
+        bk = self.backend
+        dx, g_weight, g_bias = bk.batch_norm_backward(g, self.x_hat, self.inv_std,
+                                                      weight.cached_data)
+        return (dx if x.requires_grad else None, bk.reshape(g_weight, weight.shape),
+                bk.reshape(g_bias, bias.shape))
+
     def gradient(self, g, node):
         x, weight, bias = node.inputs
-        if is_grad_enabled():
-            return self._gradient_graph(g, x, weight, bias)
-        bk = self.backend
-        dx, g_weight, g_bias = bk.batch_norm_backward(g.cached_data, self.x_hat, self.inv_std,
-                                                      weight.cached_data)
-        return (_const(g, dx) if x.requires_grad else None,
-                _const(g, bk.reshape(g_weight, weight.shape)),
-                _const(g, bk.reshape(g_bias, bias.shape)))
-
-    def _gradient_graph(self, g, x, weight, bias):
         n, d = x.shape
         x_hat = _const(g, self.x_hat)
         inv_std = _const(g, self.inv_std)
@@ -151,17 +147,17 @@ class SoftmaxCrossEntropy(TensorOp):
     def gradient(self, g, node):
         logits = node.inputs[0]
         n = logits.shape[0]
-        if is_grad_enabled():
-            lse = logsumexp(logits, (1,)).detach()
-            softmax = exp(logits - broadcast_to(reshape(lse, (n, 1)), logits.shape))
-            one_hot = _const(g, self.backend.one_hot(logits.shape[1], self.index[1],
-                                                      logits.dtype))
-            return (softmax - one_hot) * broadcast_to(reshape(g / n, (1, 1)), logits.shape), None
+        lse = logsumexp(logits, (1,)).detach()
+        softmax = exp(logits - broadcast_to(reshape(lse, (n, 1)), logits.shape))
+        one_hot = _const(g, self.backend.one_hot(logits.shape[1], self.index[1], logits.dtype))
+        return (softmax - one_hot) * broadcast_to(reshape(g / n, (1, 1)), logits.shape), None
+
+    def vjp(self, g, node):
         bk = self.backend
         softmax = bk.divide(self.exp, self.total)
         # one label per row, so plain fancy indexing never repeats an element
         bk.setitem(softmax, self.index, bk.subtract(bk.getitem(softmax, self.index), 1.0))
-        return _const(g, bk.multiply(softmax, bk.divide(g.cached_data, n))), None
+        return bk.multiply(softmax, bk.divide(g, node.inputs[0].shape[0])), None
 
 
 def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from numbers import Number
 from typing import Any
 
-from ..autograd import NeedleError, Tensor, TensorOp, is_grad_enabled, no_grad
+from ..autograd import NeedleError, Tensor, TensorOp, no_grad
 
 
 def _scalar(value: Any) -> Any:
@@ -42,6 +42,12 @@ class EWiseAdd(TensorOp):
         a, b = node.inputs
         return sum_to_shape(out_grad, a.shape), sum_to_shape(out_grad, b.shape)
 
+    def vjp(self, out_grad, node):
+        a, b = node.inputs
+        if a.cached_data.shape == b.cached_data.shape:  # no broadcasting to undo
+            return out_grad, out_grad
+        return super().vjp(out_grad, node)
+
 
 def add(a: Tensor, b: Tensor) -> Tensor:
     return EWiseAdd()(a, b)
@@ -56,6 +62,9 @@ class AddScalar(TensorOp):
 
     def gradient(self, out_grad, node):
         return out_grad
+
+    def vjp(self, out_grad, node):
+        return (out_grad,)
 
 
 def add_scalar(a: Tensor, scalar: Any) -> Tensor:
@@ -72,6 +81,14 @@ class EWiseMul(TensorOp):
         gb = sum_to_shape(out_grad * a, b.shape) if b.requires_grad else None
         return ga, gb
 
+    def vjp(self, out_grad, node):
+        a, b = node.inputs
+        if a.cached_data.shape != b.cached_data.shape:
+            return super().vjp(out_grad, node)
+        mul = self.backend.multiply
+        return (mul(out_grad, b.cached_data) if a.requires_grad else None,
+                mul(out_grad, a.cached_data) if b.requires_grad else None)
+
 
 def multiply(a: Tensor, b: Tensor) -> Tensor:
     return EWiseMul()(a, b)
@@ -86,6 +103,9 @@ class MulScalar(TensorOp):
 
     def gradient(self, out_grad, node):
         return out_grad * self.scalar
+
+    def vjp(self, out_grad, node):
+        return (self.backend.multiply(out_grad, self.scalar),)
 
 
 def mul_scalar(a: Tensor, scalar: Any) -> Tensor:
@@ -218,9 +238,10 @@ class ReLU(TensorOp):
 
     def gradient(self, out_grad, node):
         # The mask is a constant: relu is piecewise linear, its second derivative is 0.
-        if not is_grad_enabled():  # no graph to record: one kernel on the arrays
-            return _const(node, self.backend.multiply(out_grad.cached_data, self.mask))
         return out_grad * _const(node, self.mask)
+
+    def vjp(self, out_grad, node):
+        return (self.backend.multiply(out_grad, self.mask),)
 
 
 def relu(a: Tensor) -> Tensor:
