@@ -201,8 +201,12 @@ class Value:
         if len(inputs) == 1:
             arrays = (inputs[0].cached_data,)
         else:
-            _check_inputs(op, inputs, dev)
             arrays = [x.cached_data for x in inputs]
+            dtype = arrays[0].dtype
+            for x, a in zip(inputs, arrays):
+                if x._device is not dev or a.dtype is not dtype:  # then look closer
+                    _check_inputs(op, inputs, dev)
+                    break
         op.backend = dev._backend or dev.backend
         try:
             data = op.compute(*arrays)
