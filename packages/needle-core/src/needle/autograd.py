@@ -564,28 +564,32 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
     Gradients travel as Tensors under ``create_graph`` and as backend arrays otherwise.
     """
     grads: dict[Value, Any] = {output: out_grad if create_graph else out_grad.cached_data}
-    heap = [(-output._seq, output)]
+    leaves = [output] if output.op is None else []
+    heap = [] if output.op is None else [(-output._seq, output)]
     while heap:
         node = heappop(heap)[1]
         grad = grads.pop(node)
         op = node.op
-        if op is None:
-            if isinstance(node, Tensor):
-                if not create_graph:
-                    grad = Tensor.make_const(grad, device=node._device)
-                node.grad = grad if node.grad is None else node.grad + grad
-            continue
         pulled = op.gradient_as_tuple(grad, node) if create_graph else op.vjp(grad, node)
         for inp, g in zip(node.inputs, pulled):
             if g is not None and inp.requires_grad:
                 old = grads.get(inp)
                 if old is None:
                     grads[inp] = g
-                    heappush(heap, (-inp._seq, inp))
+                    if inp.op is None:  # a leaf: its gradient is final once the heap is empty
+                        leaves.append(inp)
+                    else:
+                        heappush(heap, (-inp._seq, inp))
                 elif create_graph:
                     grads[inp] = old + g
                 else:
                     grads[inp] = _add_arrays(inp._device.backend, old, g)
+    for leaf in leaves:
+        if isinstance(leaf, Tensor):
+            grad = grads[leaf]
+            if not create_graph:
+                grad = Tensor.make_const(grad, device=leaf._device)
+            leaf.grad = grad if leaf.grad is None else leaf.grad + grad
 
 
 def _add_arrays(backend: Any, a: Any, b: Any) -> Any:
