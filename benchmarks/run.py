@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("benchmark", choices=("all", *BENCHMARKS))
     p.add_argument("--threads", type=int, default=1,
                    help="threads for BLAS, OpenMP and torch alike (default 1)")
-    p.add_argument("--repeats", type=int, default=5,
+    p.add_argument("--repeats", type=int, default=9,
                    help="timed repeats per case; the median is reported (at least 5)")
     p.add_argument("--quick", action="store_true", help="fewer steps per repeat (a smoke run)")
     p.add_argument("--save", action="store_true",

@@ -263,7 +263,8 @@ def _elementwise(r: _Runner, b: Backend) -> None:
 
 def _reductions(r: _Runner, b: Backend) -> None:
     x = r.put(_X)
-    for axis in (None, (1,), (0, 2)):
+    # leading, trailing and middle axes: backends may take different routes for each
+    for axis in (None, (0,), (1,), (-1,), (0, 1), (1, 2), (0, 2)):
         for keepdims in (False, True):
             label = f"axis={axis}, keepdims={keepdims}"
             r.case("sum", label, lambda a=axis, k=keepdims: b.sum(x, a, k),
@@ -272,6 +273,10 @@ def _reductions(r: _Runner, b: Backend) -> None:
                    np.asarray(np.max(_X, axis=axis, keepdims=keepdims)))
     r.case("sum", "float32 stays float32", lambda: b.sum(r.put(_X.astype("float32")), (2,)),
            np.sum(_X.astype("float32"), axis=2))
+    rows = _X.reshape(6, 4)  # a classifier's logits: many short rows
+    r.case("max", "rows of a matrix", lambda: b.max(r.put(rows), (1,), True),
+           np.max(rows, axis=1, keepdims=True))
+    r.case("sum", "rows of a matrix", lambda: b.sum(r.put(rows), (1,)), np.sum(rows, axis=1))
     for axis in (None, 1):
         r.case("argmax", f"axis={axis}", lambda a=axis: b.argmax(x, a),
                lambda g, a=axis: r.compare(g.astype(np.int64),
