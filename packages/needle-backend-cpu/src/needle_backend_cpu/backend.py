@@ -18,6 +18,11 @@ _NARROW_ROWS = 32
 _LAST_AXIS = (1, -1, (1,), (-1,))
 
 
+def _as_row(a: np.ndarray) -> np.ndarray:
+    """A per-feature parameter of D elements as a (1, D) row (a no-op for the usual (D,))."""
+    return a if a.ndim == 1 else a.reshape(1, -1)
+
+
 class CPUBackend(Backend):
     name = "cpu"
     array_types = (np.ndarray, np.generic)
@@ -117,22 +122,22 @@ class CPUBackend(Backend):
             kept = (1,) * k + shape[k:] if keepdims else shape[k:]
         elif axes[0] == nd - k:  # trailing axes
             trail = math.prod(shape[nd - k:])
-            out = a.reshape(a.size // trail, trail) @ self._ones(trail, a.dtype)
+            out = a.reshape(a.size // trail, trail) @ self._ones(trail, a.dtype).T
             kept = shape[:nd - k] + (1,) * k if keepdims else shape[:nd - k]
         else:
             return None
         return out.reshape(kept)
 
     def _ones(self, n: int, dtype: np.dtype, value: float = 1.0) -> np.ndarray:
-        """A cached read-only vector of ``n`` times ``value`` (the ones of ``_blas_sum``)."""
+        """A cached read-only (1, n) row of ``value`` (the ones of ``_blas_sum``)."""
         key = (n, dtype, value)
-        vec = self._ones_cache.get(key)
-        if vec is None:
+        row = self._ones_cache.get(key)
+        if row is None:
             if len(self._ones_cache) > 64:  # many batch sizes: start again, never grow unbounded
                 self._ones_cache.clear()
-            vec = self._ones_cache[key] = np.full(n, value, dtype)
-            vec.flags.writeable = False
-        return vec
+            row = self._ones_cache[key] = np.full((1, n), value, dtype)
+            row.flags.writeable = False
+        return row
 
     def max(self, a: np.ndarray, axis: Axes = None, keepdims: bool = False) -> np.ndarray:
         if a.ndim == 2 and axis in _LAST_AXIS and a.shape[1] <= _NARROW_ROWS and a.size:
@@ -212,7 +217,7 @@ class CPUBackend(Backend):
                    momentum=0.1):
         if x.ndim != 2 or x.dtype not in _BLAS_DTYPES:
             return super().batch_norm(x, weight, bias, eps, running_mean, running_var, momentum)
-        # Batch statistics as products with a row of 1/N (see _blas_sum).
+        # Batch statistics as products with a (1, N) row of 1/N (see _blas_sum): (1, D).
         mean_row = self._ones(x.shape[0], x.dtype, 1.0 / x.shape[0])
         mean = mean_row @ x
         x_hat = x - mean
@@ -225,9 +230,9 @@ class CPUBackend(Backend):
         np.sqrt(inv_std, out=inv_std)
         np.divide(1.0, inv_std, out=inv_std)
         x_hat *= inv_std
-        y = x_hat * weight.reshape(-1)
-        y += bias.reshape(-1)
-        return y, mean.reshape(1, -1), var.reshape(1, -1), x_hat, inv_std.reshape(1, -1)
+        y = x_hat * _as_row(weight)
+        y += _as_row(bias)
+        return y, mean, var, x_hat, inv_std
 
     def batch_norm_backward(self, g, x_hat, inv_std, weight):
         n = g.shape[0]
@@ -241,8 +246,8 @@ class CPUBackend(Backend):
         np.multiply(x_hat, g_weight * (-1.0 / n), out=dx)
         dx += g
         dx -= g_bias * (1.0 / n)
-        dx *= weight.reshape(-1) * inv_std.reshape(-1)
-        return dx, g_weight.reshape(1, -1), g_bias.reshape(1, -1)
+        dx *= _as_row(weight) * inv_std
+        return dx, g_weight, g_bias
 
     def conv(self, x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
         """im2col through a strided view: one matrix product, no Python loop."""

@@ -24,9 +24,9 @@ class Dropout(Module):
             return x * 0.0
         # The course's draw (randb with p = 1 - p), scaled on the raw array: the mask is a
         # constant, so the graph gets one multiply.
-        keep = x.device.randb(*x.shape, p=1 - self.p, dtype=x.dtype)
-        mask = x.device.backend.multiply(keep, 1 / (1 - self.p))
-        return x * Tensor.make_const(mask, device=x.device)
+        dev, keep = x.device, 1.0 - self.p
+        mask = dev.backend.randb(x.shape, keep, x.dtype)
+        return x * Tensor.make_const(dev.backend.multiply(mask, 1 / keep), device=dev)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
