@@ -123,13 +123,8 @@ class SoftmaxCrossEntropy(TensorOp):
         if n and float(bk.max(bk.negative(idx))) > 0:  # negative ids would index from the end
             raise NeedleError(self._label_error(logits.shape[1]))
         self.index = (bk.arange(n, "int64"), idx)
-        # logsumexp(z) - z_y = log Σ exp(z - m) - (z_y - m), with m the row maximum. The
-        # exponentials stay for the backward pass (softmax = e / Σe). Infinite logits give
-        # NaN or inf exactly where the unshifted formula does.
-        shifted = bk.subtract(logits, bk.max(logits, (1,), keepdims=True))
-        self.exp = bk.exp(shifted)
-        self.total = bk.sum(self.exp, (1,), keepdims=True)
-        losses = bk.subtract(bk.reshape(bk.log(self.total), (n,)), bk.getitem(shifted, self.index))
+        self.lse = bk.logsumexp(logits, (1,), keepdims=True)  # (N, 1), kept for the gradient
+        losses = bk.subtract(bk.reshape(self.lse, (n,)), bk.getitem(logits, self.index))
         return bk.divide(bk.sum(losses), n)
 
     def check(self, logits, labels):
@@ -147,17 +142,17 @@ class SoftmaxCrossEntropy(TensorOp):
     def gradient(self, g, node):
         logits = node.inputs[0]
         n = logits.shape[0]
-        lse = logsumexp(logits, (1,)).detach()
-        softmax = exp(logits - broadcast_to(reshape(lse, (n, 1)), logits.shape))
+        softmax = exp(logits - broadcast_to(_const(g, self.lse), logits.shape))
         one_hot = _const(g, self.backend.one_hot(logits.shape[1], self.index[1], logits.dtype))
         return (softmax - one_hot) * broadcast_to(reshape(g / n, (1, 1)), logits.shape), None
 
     def vjp(self, g, node):
         bk = self.backend
-        softmax = bk.divide(self.exp, self.total)
+        logits = node.inputs[0].cached_data
+        softmax = bk.exp(bk.subtract(logits, self.lse))
         # one label per row, so plain fancy indexing never repeats an element
         bk.setitem(softmax, self.index, bk.subtract(bk.getitem(softmax, self.index), 1.0))
-        return bk.multiply(softmax, bk.divide(g, node.inputs[0].shape[0])), None
+        return bk.multiply(softmax, bk.divide(g, logits.shape[0])), None
 
 
 def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
@@ -165,5 +160,5 @@ def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 from .mathematic import exp, matmul, sum_to_shape  # noqa: E402
-from .reduce import logsumexp, summation  # noqa: E402
+from .reduce import summation  # noqa: E402
 from .shape import broadcast_to, reshape, transpose  # noqa: E402
