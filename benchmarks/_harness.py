@@ -81,6 +81,40 @@ def interleave(cases: dict[str, Callable[[], float]], repeats: int, warmup: int 
     return times
 
 
+def interleave_steps(steps: dict[str, Callable[[int], Any]], n: int, repeats: int,
+                     warmup: int = 1) -> dict[str, list[float]]:
+    """Per case, the seconds of each repeat's ``n`` steps, the cases taking turns
+    step by step (the order rotates every step); the warm-up repeat is dropped.
+
+    Why: on a shared machine slow spells last seconds, longer than one case's turn
+    when cases alternate whole repeats, so even paired ratios move; alternating
+    single steps puts every case in the same spell.
+    """
+    names = list(steps)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    clock = time.perf_counter
+    for r in range(warmup + repeats):
+        spent = dict.fromkeys(names, 0.0)
+        for i in range(n):
+            k = (r + i) % len(names)
+            for name in names[k:] + names[:k]:
+                start = clock()
+                steps[name](i)
+                spent[name] += clock() - start
+        if r >= warmup:
+            for name in names:
+                times[name].append(spent[name])
+    return times
+
+
+def time_ratio(times: dict[str, list[float]], a: str, b: str) -> float | None:
+    """Median over repeats of ``a``'s seconds / ``b``'s seconds in the same repeat."""
+    if a not in times or b not in times:
+        return None
+    pairs = [x / y for x, y in zip(times[a], times[b]) if y]
+    return statistics.median(pairs) if pairs else None
+
+
 def per_run(cases: dict[str, Callable[[], float]], repeats: int,
             convert: Callable[[float], float]) -> dict[str, dict[str, Any]]:
     """Interleave ``cases``; per case, the summary of ``convert(wall seconds)`` of each

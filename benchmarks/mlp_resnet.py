@@ -31,7 +31,10 @@ FRAMEWORKS = ("needle", "torch", "torch_fused", "numpy")
 Runner = Callable[[], float]
 
 
-def needle_runner(ndl: Any, opt: str, data: list, state: dict) -> Runner:
+Step = Callable[[int], Any]  # trains on batch i, returns that step's loss (native type)
+
+
+def needle_step(ndl: Any, opt: str, data: list, state: dict) -> Step:
     np.random.seed(0)  # needle's CPU backend draws its initial weights from NumPy's generator
     model, state["needle_model"] = needle_model.build()
     model.train()
@@ -42,22 +45,18 @@ def needle_runner(ndl: Any, opt: str, data: list, state: dict) -> Runner:
     tensors = [(ndl.Tensor(x, requires_grad=False), ndl.Tensor(y, dtype=y.dtype, requires_grad=False))
                for x, y in data]
 
-    def run() -> float:
-        start = time.perf_counter()
-        for x, y in tensors:
-            optimizer.reset_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-        seconds = time.perf_counter() - start
-        state["needle"] = float(loss.numpy())
-        return seconds
+    def step(i: int) -> Any:
+        x, y = tensors[i]
+        optimizer.reset_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
 
-    return run
+    return step
 
 
-def torch_runner(torch: Any, opt: str, data: list, state: dict, key: str,
-                 fused: bool = False) -> Runner:
+def torch_step(torch: Any, opt: str, data: list, fused: bool = False) -> Step:
     torch.manual_seed(0)
     net = torch_model.build(torch, params=numpy_mlp.init_params(784, 100, 3, 10, seed=0))
     net.train()
@@ -71,32 +70,38 @@ def torch_runner(torch: Any, opt: str, data: list, state: dict, key: str,
     tensors = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
     cross_entropy = torch.nn.functional.cross_entropy
 
-    def run() -> float:
-        start = time.perf_counter()
-        for x, y in tensors:
-            optimizer.zero_grad()
-            loss = cross_entropy(net(x), y)
-            loss.backward()
-            optimizer.step()
-        seconds = time.perf_counter() - start
-        state[key] = loss.item()
-        return seconds
+    def step(i: int) -> Any:
+        x, y = tensors[i]
+        optimizer.zero_grad()
+        loss = cross_entropy(net(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
 
-    return run
+    return step
 
 
-def numpy_runner(opt: str, data: list, state: dict) -> Runner:
+def numpy_step(opt: str, data: list) -> Step:
     model = numpy_mlp.NumpyMLPResNet.create(seed=0)
     cls = numpy_mlp.NumpyAdam if opt == "adam" else numpy_mlp.NumpySGD
     optimizer = cls(model.params, **OPTIMIZERS[opt])
 
+    def step(i: int) -> Any:
+        loss, grads = model.loss_and_grads(*data[i])
+        optimizer.step(grads)
+        return loss
+
+    return step
+
+
+def epoch_runner(step: Step, steps: int, state: dict, key: str) -> Runner:
+    """One repeat: ``steps`` consecutive steps, timed; the last loss goes to ``state``."""
     def run() -> float:
         start = time.perf_counter()
-        for x, y in data:
-            loss, grads = model.loss_and_grads(x, y)
-            optimizer.step(grads)
+        for i in range(steps):
+            loss = step(i)
         seconds = time.perf_counter() - start
-        state["numpy"] = loss
+        state[key] = float(loss.item() if hasattr(loss, "item") else loss)
         return seconds
 
     return run
@@ -122,17 +127,21 @@ def main(args: Any) -> None:
             steps = max(3 if args.quick else 30, examples // batch)
             data = _mnist.batches(x, y, batch, steps)
             final: dict[str, Any] = {}
-            cases: dict[str, Runner] = {}
+            step_fns: dict[str, Step] = {}
             if needle_missing is None:
-                cases["needle"] = needle_runner(ndl, opt, data, final)
+                step_fns["needle"] = needle_step(ndl, opt, data, final)
             if torch is not None:
-                cases["torch"] = torch_runner(torch, opt, data, final, "torch")
+                step_fns["torch"] = torch_step(torch, opt, data)
                 if opt == "adam":
-                    cases["torch_fused"] = torch_runner(torch, opt, data, final, "torch_fused",
-                                                        fused=True)
-            cases["numpy"] = numpy_runner(opt, data, final)
+                    step_fns["torch_fused"] = torch_step(torch, opt, data, fused=True)
+            step_fns["numpy"] = numpy_step(opt, data)
             source = final.pop("needle_model", source)
+            cases = {k: epoch_runner(f, steps, final, k) for k, f in step_fns.items()}
             results = _harness.rates(cases, args.repeats, work=steps * batch)
+            # The same comparison again with the frameworks taking turns step by step: a
+            # slow spell of a shared machine (they last seconds) then hits all of them.
+            by_step = _harness.interleave_steps(step_fns, steps, args.repeats)
+            fastest_torch = "torch_fused" if opt == "adam" else "torch"
             med = {k: results[k]["median"] if k in results else None for k in FRAMEWORKS}
             ratios = {"needle/torch": _harness.ratio(med["needle"], med["torch"]),
                       "needle/torch_fused": _harness.ratio(med["needle"], med["torch_fused"]),
@@ -140,22 +149,30 @@ def main(args: Any) -> None:
                       "torch/numpy": _harness.ratio(med["torch"], med["numpy"])}
             paired = {"needle/torch_fused": _harness.paired_ratio(results, "needle", "torch_fused"),
                       "needle/numpy": _harness.paired_ratio(results, "needle", "numpy")}
+            # speed ratio = time ratio inverted: reference seconds / needle seconds
+            stepwise = {f"needle/{ref}": _harness.time_ratio(by_step, ref, "needle")
+                        for ref in ("torch", "torch_fused", "numpy")}
             report.record({"optimizer": opt, "batch": batch, "steps_per_repeat": steps,
                            **OPTIMIZERS[opt]}, "examples/s", results, ratios,
-                          paired_ratios=paired,
+                          paired_ratios=paired, step_interleaved_ratios=stepwise,
+                          step_interleaved_seconds=by_step,
                           final_loss={k: round(v, 4) for k, v in final.items()},
                           needle_model=source)
             rows.append([f"{opt}, batch {batch}", *(med[k] for k in FRAMEWORKS),
                          *(ratios[k] for k in ("needle/torch", "needle/torch_fused",
                                                "needle/numpy")),
-                         paired["needle/torch_fused"], paired["needle/numpy"]])
+                         paired["needle/torch_fused"], paired["needle/numpy"],
+                         stepwise[f"needle/{fastest_torch}"], stepwise["needle/numpy"]])
     notes = [f"needle model: {source}" if needle_missing is None else
              f"needle left out: {needle_missing}",
              "ratios are speed ratios: above 1.0 needle trains faster than the reference",
              "paired: median over repeats of the ratio within one repeat (steadier when "
-             "the machine is shared)"]
+             "the machine is shared)",
+             "by step: median over repeats when the frameworks take turns step by step "
+             "(steadiest); torch* is PyTorch's fastest setting: fused Adam, plain SGD"]
     report.table(f"MLP-ResNet training, examples/s (median of {args.repeats}, "
                  f"{_harness.bench_threads()} thread(s))",
                  ["config", "needle", "torch", "torch fused", "numpy", "needle/torch",
-                  "needle/fused", "needle/numpy", "paired n/fused", "paired n/numpy"], rows, notes)
+                  "needle/fused", "needle/numpy", "paired n/fused", "paired n/numpy",
+                  "by step n/torch*", "by step n/numpy"], rows, notes)
     report.finish()

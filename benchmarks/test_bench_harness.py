@@ -190,6 +190,27 @@ def test_interleave_rotates_order_and_drops_warmup():
     assert sorted(cpu) == ["a", "b", "c"] and all(len(v) == 2 for v in cpu.values())
 
 
+def test_interleave_steps_takes_turns_every_step(monkeypatch):
+    calls = []
+    ticks = iter(range(1000))
+    monkeypatch.setattr(_harness.time, "perf_counter", lambda: float(next(ticks)))
+    steps = {name: (lambda i, name=name: calls.append((name, i))) for name in "ab"}
+    times = _harness.interleave_steps(steps, n=2, repeats=2, warmup=1)
+    # repeat r, step i starts the rotation at (r + i) % 2; the first repeat is warm-up
+    assert calls == [
+        ("a", 0), ("b", 0), ("b", 1), ("a", 1),
+        ("b", 0), ("a", 0), ("a", 1), ("b", 1),
+        ("a", 0), ("b", 0), ("b", 1), ("a", 1)]
+    assert times == {"a": [2.0, 2.0], "b": [2.0, 2.0]}  # each step: one tick
+
+
+def test_time_ratio_pairs_repeats():
+    times = {"ref": [1.0, 2.0, 3.0], "x": [2.0, 2.0, 6.0], "y": [0.0, 0.0, 0.0]}
+    assert _harness.time_ratio(times, "ref", "x") == 0.5  # median of 0.5, 1.0, 0.5
+    assert _harness.time_ratio(times, "ref", "missing") is None
+    assert _harness.time_ratio(times, "ref", "y") is None
+
+
 def test_rates_take_the_median_of_repeats():
     seconds = iter([9.0, 1.0, 2.0, 4.0])  # the first is the warm-up
     out = _harness.rates({"x": lambda: next(seconds)}, repeats=3, work=8.0)
