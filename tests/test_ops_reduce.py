@@ -96,6 +96,13 @@ def test_logsumexp_is_stable_on_huge_inputs(device, dtype):
     np.testing.assert_allclose(y.grad.numpy(), softmax, atol=1e-6)
 
 
+def test_cpu_logsumexp_of_integers_is_a_float_like_numpys():
+    from needle_backend_cpu.backend import CPUBackend
+
+    rows = np.array([[1, 2, 3], [0, 0, 0]])
+    np.testing.assert_allclose(CPUBackend().logsumexp(rows, (1,)), lse_ref(rows.astype(float), 1))
+
+
 def test_logsumexp_gradient_at_scale_1e5_by_gradcheck(device):
     # well-separated huge values: the softmax is (nearly) one-hot, the check is exact
     big = np.array([[1e5, 2e5, -3e5], [4e5, 3.99999e5, 0.0]])

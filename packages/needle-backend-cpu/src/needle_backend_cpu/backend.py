@@ -192,7 +192,7 @@ class CPUBackend(Backend):
             m = np.max(a, axis=axis, keepdims=True)
         m[~np.isfinite(m)] = 0.0  # all -inf (or inf) slices: keep NaN out of a - m
         shifted = a - m
-        np.exp(shifted, out=shifted)
+        shifted = np.exp(shifted, out=shifted) if shifted.dtype.kind == "f" else np.exp(shifted)
         with np.errstate(divide="ignore"):  # an all -inf slice is log(0) = -inf, as it should be
             s = np.log(self._sum(shifted, axis, True))
         s += m
