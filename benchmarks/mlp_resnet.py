@@ -140,7 +140,10 @@ def main(args: Any) -> None:
             results = _harness.rates(cases, args.repeats, work=steps * batch)
             # The same comparison again with the frameworks taking turns step by step: a
             # slow spell of a shared machine (they last seconds) then hits all of them.
-            by_step = _harness.interleave_steps(step_fns, steps, args.repeats)
+            # One thread only: with more, every turn puts thread pools to sleep and wakes
+            # them (PyTorch's OpenMP pool most), which that schedule would measure instead.
+            by_step = (_harness.interleave_steps(step_fns, steps, args.repeats)
+                       if _harness.bench_threads() == 1 else {})
             fastest_torch = "torch_fused" if opt == "adam" else "torch"
             med = {k: results[k]["median"] if k in results else None for k in FRAMEWORKS}
             ratios = {"needle/torch": _harness.ratio(med["needle"], med["torch"]),
@@ -169,7 +172,8 @@ def main(args: Any) -> None:
              "paired: median over repeats of the ratio within one repeat (steadier when "
              "the machine is shared)",
              "by step: median over repeats when the frameworks take turns step by step "
-             "(steadiest); torch* is PyTorch's fastest setting: fused Adam, plain SGD"]
+             "(steadiest; 1 thread only); torch* is PyTorch's fastest setting: fused Adam, "
+             "plain SGD"]
     report.table(f"MLP-ResNet training, examples/s (median of {args.repeats}, "
                  f"{_harness.bench_threads()} thread(s))",
                  ["config", "needle", "torch", "torch fused", "numpy", "needle/torch",
