@@ -146,8 +146,8 @@ class CPUBackend(Backend):
         return row
 
     def max(self, a: np.ndarray, axis: Axes = None, keepdims: bool = False) -> np.ndarray:
-        if a.ndim == 2 and axis in _LAST_AXIS and a.shape[1] <= _NARROW_ROWS and a.size:
-            out = self._row_max(a)
+        if a.ndim == 2 and axis in _LAST_AXIS and a.size:
+            out = self._row_max(a)  # picks the faster route for the row width
             return out if keepdims else out.reshape(-1)
         out = _max_reduce(a, axis, None, None, keepdims)
         return out if type(out) is np.ndarray else np.asarray(out)
