@@ -120,7 +120,10 @@ class SoftmaxCrossEntropy(TensorOp):
         bk = self.backend
         n = logits.shape[0]
         idx = bk.astype(labels, "int64")
-        if n and float(bk.max(bk.negative(idx))) > 0:  # negative ids would index from the end
+        # Both bounds in one reduction: as unsigned, negative ids become huge. Why check at
+        # all: NumPy would index from the end for negatives and CuPy wraps every id out of
+        # range, both silently. On a GPU this reads one number back, once per loss.
+        if n and float(bk.max(bk.astype(idx, "uint64"))) >= logits.shape[1]:
             raise NeedleError(self._label_error(logits.shape[1]))
         self.index = (bk.arange(n, "int64"), idx)
         self.lse = bk.logsumexp(logits, (1,), keepdims=True)  # (N, 1), kept for the gradient
