@@ -360,6 +360,34 @@ def test_fused_log_softmax_and_softmax_cross_entropy_kernels():
 
 @gpu
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batch_norm_column_kernels_match_cpu(dtype):
+    b, cpu = ndl.cuda().backend, CPUBackend()
+    rs = np.random.RandomState(2)
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    # one column, a partial block of 32, several blocks, one row, many rows
+    for rows, cols in ((5, 1), (128, 50), (64, 1100), (1, 40), (3000, 33)):
+        x = (rs.randn(rows, cols) * 3 + 1).astype(dtype)
+        w, bias = rs.uniform(0.5, 2, cols).astype(dtype), rs.randn(cols).astype(dtype)
+        run_gpu = [b.array(np.full(cols, v, dtype), dtype) for v in (0.0, 1.0)]
+        run_cpu = [np.full(cols, v, dtype) for v in (0.0, 1.0)]
+        got = b.batch_norm(b.array(x, dtype), b.array(w, dtype), b.array(bias, dtype), 1e-5,
+                           *run_gpu, 0.1)
+        want = cpu.batch_norm(x, w, bias, 1e-5, *run_cpu, 0.1)
+        for name, g_arr, w_arr in zip(("y", "mean", "var", "x_hat", "inv_std"), got, want):
+            assert g_arr.shape == w_arr.shape, name
+            np.testing.assert_allclose(b.to_numpy(g_arr), w_arr, err_msg=name, **tol)
+        for g_arr, w_arr in zip(run_gpu, run_cpu):
+            np.testing.assert_allclose(b.to_numpy(g_arr), w_arr, **tol)
+        g = rs.randn(rows, cols).astype(dtype)
+        got = b.batch_norm_backward(b.array(g, dtype), got[3], got[4], b.array(w, dtype))
+        want = cpu.batch_norm_backward(g, want[3], want[4], w)
+        for name, g_arr, w_arr in zip(("dx", "dweight", "dbias"), got, want):
+            assert g_arr.shape == w_arr.shape, name
+            np.testing.assert_allclose(b.to_numpy(g_arr), w_arr, err_msg=name, **tol)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fused_optimizer_kernels_match_cpu(dtype):
     b, cpu = ndl.cuda().backend, CPUBackend()
     rs = np.random.RandomState(1)

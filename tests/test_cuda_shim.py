@@ -104,11 +104,61 @@ class _ReferenceRowKernel:
         dz[:] = np.where(valid[:, None], (np.exp(z - lse[:, None]) - onehot) * scale, np.nan)
 
 
-class _ReferenceRowModule:
-    def __init__(self, code: str) -> None:
-        assert code is kernels.ROW_SOURCE
+class _ReferenceColumnKernel:
+    """A column kernel's NumPy reference (batch norm), checking its launch the same way."""
 
-    def get_function(self, name: str) -> _ReferenceRowKernel:
+    def __init__(self, name: str) -> None:
+        match = re.fullmatch(r"needle_(\w+)_(f32|f64)", name)
+        assert match, f"unknown column kernel {name}"
+        self.kind, sfx = match.groups()
+        self.dtype = np.dtype("float32" if sfx == "f32" else "float64")
+
+    def __call__(self, grid: tuple[int], block: tuple[int, int], args: tuple) -> None:
+        rows, cols = args[-2:]
+        assert type(rows) is np.int64 and type(cols) is np.int64, "sizes must be long long"
+        assert block == (32, kernels.COLUMN_WARPS) and grid == ((int(cols) + 31) // 32,)
+        for a in args[:-2]:
+            if isinstance(a, np.ndarray):
+                assert a.flags.c_contiguous, f"{self.kind}: a non-contiguous array reached a kernel"
+                assert a.dtype == self.dtype, f"{self.kind}: {a.dtype} array in a {self.dtype} kernel"
+            else:
+                assert isinstance(a, (self.dtype.type, np.int64)), f"{self.kind}: {type(a)} argument"
+        getattr(self, self.kind)(*args[:-2], int(rows), int(cols))
+
+    @staticmethod
+    def batch_norm(x, weight, bias, y, x_hat, stats, running_mean, running_var, update,
+                   momentum, keep, eps, rows, cols):
+        x2 = x.reshape(rows, cols)
+        mean = x2.sum(axis=0) / x.dtype.type(rows)
+        var = np.square(x2 - mean).sum(axis=0) / x.dtype.type(rows)
+        inv_std = 1 / np.sqrt(var + eps)
+        x_hat.reshape(rows, cols)[:] = (x2 - mean) * inv_std
+        y.reshape(rows, cols)[:] = x_hat.reshape(rows, cols) * weight.reshape(-1) + bias.reshape(-1)
+        stats.reshape(3, cols)[:] = mean, var, inv_std
+        if update:
+            running_mean.reshape(-1)[:] = keep * running_mean.reshape(-1) + momentum * mean
+            running_var.reshape(-1)[:] = keep * running_var.reshape(-1) + momentum * var
+
+    @staticmethod
+    def batch_norm_grad(g, x_hat, inv_std, weight, dx, g_weight, g_bias, rows, cols):
+        g2, h2 = g.reshape(rows, cols), x_hat.reshape(rows, cols)
+        sg, sgx = g2.sum(axis=0), (g2 * h2).sum(axis=0)
+        scale = weight.reshape(-1) * inv_std.reshape(-1)
+        dx.reshape(rows, cols)[:] = (g2 - sg / rows - h2 * (sgx / rows)) * scale
+        g_weight[:], g_bias[:] = sgx, sg
+
+
+class _ReferenceRowModule:
+    """``cupy.RawModule`` for the row or the column kernels' source."""
+
+    def __init__(self, code: str) -> None:
+        assert code is kernels.ROW_SOURCE or code is kernels.COLUMN_SOURCE
+        self.code = code
+
+    def get_function(self, name: str) -> _ReferenceRowKernel | _ReferenceColumnKernel:
+        if self.code is kernels.COLUMN_SOURCE:
+            assert name in kernels.COLUMN_KERNEL_NAMES, name
+            return _ReferenceColumnKernel(name)
         assert name in kernels.ROW_KERNEL_NAMES, name
         return _ReferenceRowKernel(name)
 
@@ -300,6 +350,50 @@ def test_softmax_cross_entropy_mean_and_rows(shim):
         shim.softmax_cross_entropy(z.astype(np.float16), y)
 
 
+@given(rows=st.integers(1, 70), cols=st.integers(1, 80), dtype=st.sampled_from(["float32", "float64"]),
+       running=st.booleans(), transposed=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_batch_norm_column_kernels_match_cpu(shim, rows, cols, dtype, running, transposed, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((cols, rows)).T if transposed  # a non-contiguous input
+         else rng.standard_normal((rows, cols))).astype(dtype) * 3 + 1
+    w, b = rng.uniform(0.5, 2, cols).astype(dtype), rng.standard_normal(cols).astype(dtype)
+    stats = [(np.zeros(cols, dtype), np.ones(cols, dtype)) for _ in range(2)]
+    extra = stats[0] if running else (None, None)
+    got = shim.batch_norm(x, w, b, 1e-5, *extra, 0.1)
+    want = CPU.batch_norm(x, w, b, 1e-5, *(stats[1] if running else (None, None)), 0.1)
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == "float32" else {"rtol": 1e-10, "atol": 1e-10}
+    for name, g_arr, w_arr in zip(("y", "mean", "var", "x_hat", "inv_std"), got, want):
+        assert g_arr.shape == w_arr.shape and g_arr.dtype == dtype, name
+        np.testing.assert_allclose(g_arr, w_arr, err_msg=name, **tol)
+    if running:
+        for g_arr, w_arr in zip(stats[0], stats[1]):
+            np.testing.assert_allclose(g_arr, w_arr, **tol)
+    g = rng.standard_normal((rows, cols)).astype(dtype)
+    got = shim.batch_norm_backward(g, got[3], got[4], w)
+    want = CPU.batch_norm_backward(g, want[3], want[4], w)
+    for name, g_arr, w_arr in zip(("dx", "dweight", "dbias"), got, want):
+        assert g_arr.shape == w_arr.shape and g_arr.dtype == dtype, name
+        np.testing.assert_allclose(g_arr, w_arr, err_msg=name, **tol)
+
+
+def test_batch_norm_takes_the_generic_path_where_the_kernel_does_not_fit(shim, monkeypatch):
+    def no_kernel(*args):
+        raise AssertionError("the column kernel was launched")
+
+    monkeypatch.setattr(shim, "_column_kernel", no_kernel)
+    half = np.ones((4, 3), np.float16)
+    assert shim.batch_norm(half, half[0], half[0], 1e-5)[0].dtype == np.float16  # no kernel
+    with np.errstate(invalid="ignore", divide="ignore"):
+        assert shim.batch_norm(np.ones((0, 3)), np.ones(3), np.ones(3), 1e-5)[0].shape == (0, 3)
+    x, w, b = np.arange(12.0).reshape(4, 3), np.ones(3), np.zeros(3)
+    mean32, var32 = np.zeros(3, np.float32), np.ones(3, np.float32)  # not x's dtype
+    shim.batch_norm(x, w, b, 1e-5, mean32, var32, 0.5)
+    np.testing.assert_allclose(mean32, 0.5 * x.mean(0))
+    g = np.ones((4, 3))
+    dx, _, _ = shim.batch_norm_backward(g, x, np.ones((4, 3)), w)  # (N, D) inv_std
+    np.testing.assert_allclose(dx, CPU.batch_norm_backward(g, x, np.ones((4, 3)), w)[0])
+
+
 @given(st.integers(1, 3), st.integers(0, 2), st.integers(0, 2**31 - 1))
 def test_conv_im2col_matches_cpu(shim, stride, extra, seed):
     rs = np.random.RandomState(seed)
@@ -419,7 +513,7 @@ def test_ops_and_backward_on_the_shim_device_match_cpu(shim, monkeypatch):
 @needs_nvcc
 def test_cuda_sources_compile_with_nvcc(tmp_path):
     """Row kernels as NVRTC gets them (no headers), element-wise bodies wrapped as CuPy does."""
-    parts = [kernels.ROW_SOURCE]
+    parts = [kernels.ROW_SOURCE, kernels.COLUMN_SOURCE]
     for name, (ins, outs, body, _) in kernels.ELEMENTWISE.items():
         for ctype in ("float", "double"):
             arrays = [True] + [False] * (len(ins.split(",")) - 1) + [True] * len(outs.split(","))
@@ -429,5 +523,6 @@ def test_cuda_sources_compile_with_nvcc(tmp_path):
                            str(tmp_path / "all.cu")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     ptx = (tmp_path / "all.ptx").read_text()
-    for kernel in (*kernels.ROW_KERNEL_NAMES, "adam_float", "sgd_momentum_double"):
+    for kernel in (*kernels.ROW_KERNEL_NAMES, *kernels.COLUMN_KERNEL_NAMES, "adam_float",
+                   "sgd_momentum_double"):
         assert f".entry {kernel}(" in ptx

@@ -307,6 +307,47 @@ class CUDABackend(Backend):
             self._row_kernel("softmax_xent", dtype, rows, cols, (z, y, loss, dz, scale, rows, cols))
         return (loss.mean() if reduction == "mean" else loss), dz
 
+    def batch_norm(self, x, weight, bias, eps, running_mean=None, running_var=None,
+                   momentum=0.1):
+        """One launch of ``kernels.COLUMN_SOURCE``: statistics, normalisation and the
+        running averages together. Other layouts and dtypes take the generic path."""
+        xp, dtype = self.xp, np.dtype(x.dtype)
+        update = running_mean is not None or running_var is not None
+        if (x.ndim != 2 or dtype not in kernels.ROW_DTYPES or x.shape[0] == 0
+                or not all(_column_vector(a, x.shape[1], dtype) for a in (weight, bias))
+                or (update and not all(_column_vector(r, x.shape[1], dtype, own=True)
+                                       for r in (running_mean, running_var)))):
+            return super().batch_norm(x, weight, bias, eps, running_mean, running_var, momentum)
+        rows, cols = x.shape
+        x = xp.ascontiguousarray(x)
+        y, x_hat, stats = xp.empty_like(x), xp.empty_like(x), xp.empty((3, cols), dtype)
+        # Without running statistics the kernel gets stats in their place and skips them.
+        mean_out, var_out = (running_mean, running_var) if update else (stats, stats)
+        scalars = (dtype.type(momentum), dtype.type(1.0 - momentum), dtype.type(eps))
+        self._column_kernel("batch_norm", dtype, cols, (
+            x, xp.ascontiguousarray(weight), xp.ascontiguousarray(bias), y, x_hat, stats,
+            mean_out, var_out, int(update), *scalars, rows, cols))
+        return y, stats[0:1], stats[1:2], x_hat, stats[2:3]
+
+    def batch_norm_backward(self, g, x_hat, inv_std, weight):
+        xp, dtype = self.xp, np.dtype(g.dtype)
+        if (g.ndim != 2 or dtype not in kernels.ROW_DTYPES or g.shape[0] == 0
+                or x_hat.shape != g.shape or x_hat.dtype != dtype
+                or not all(_column_vector(a, g.shape[1], dtype) for a in (inv_std, weight))):
+            return super().batch_norm_backward(g, x_hat, inv_std, weight)
+        rows, cols = g.shape
+        dx, sums = xp.empty(g.shape, dtype), xp.empty((2, cols), dtype)
+        self._column_kernel("batch_norm_grad", dtype, cols, (
+            xp.ascontiguousarray(g), xp.ascontiguousarray(x_hat), xp.ascontiguousarray(inv_std),
+            xp.ascontiguousarray(weight), dx, sums[0], sums[1], rows, cols))
+        return dx, sums[0:1], sums[1:2]
+
+    def _column_kernel(self, kind: str, dtype: Any, cols: int, args: tuple) -> None:
+        name = f"needle_{kind}_{kernels.ROW_DTYPES[np.dtype(dtype)]}"
+        grid, block = kernels.column_launch(cols)
+        args = tuple(np.int64(v) if type(v) is int else v for v in args)  # long long
+        kernels.column_kernel(self.xp, name)(grid, block, args)
+
     def _row_kernel(self, kind: str, dtype: Any, rows: int, cols: int, args: tuple) -> None:
         name = f"needle_{kind}_{kernels.ROW_DTYPES[np.dtype(dtype)]}"
         grid, block = kernels.row_launch(cols, rows)
@@ -345,6 +386,14 @@ class CUDABackend(Backend):
         kernels.elementwise(self.xp, "adam")(
             grad, t(lr_hat), t(beta1), t(1 - beta1), t(beta2), t(1 - beta2), t(eps),
             t(weight_decay), t(inv_bc2), param, m, v)
+
+
+def _column_vector(a: Any, cols: int, dtype: Any, own: bool = False) -> bool:
+    """Whether ``a`` holds one ``dtype`` value per column ((D,) or (1, D)); ``own``: and
+    can be written in place by a kernel (C-contiguous, not a broadcast view)."""
+    if a is None or a.size != cols or a.dtype != dtype or a.ndim > 2 or a.shape[-1] != cols:
+        return False
+    return a.flags.c_contiguous if own else True
 
 
 def _axes(axis: Axes, ndim: int) -> set[int]:
