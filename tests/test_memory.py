@@ -46,9 +46,10 @@ def test_loop_over_constants_keeps_a_bounded_number_of_tensors(device, no_gc):
     w = w + (-lr) * grad
     assert first() is None  # the first w is gone: nothing links to it
     base = live()
-    for _ in range(1000):
+    for i in range(1000):
         w = w + (-lr) * grad
-        assert live() <= base + 3  # this iteration's temporaries only
+        if i % 100 == 0:  # each count scans the collector's objects: milliseconds
+            assert live() == base
     assert live() == base
     assert w.op is None and w.inputs == ()
     np.testing.assert_allclose(w.numpy(), 1 - 1001 * 0.05, rtol=1e-4)
