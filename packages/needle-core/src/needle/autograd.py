@@ -36,7 +36,6 @@ from .device import Device, default_device
 from .device import device as _as_device
 
 
-
 def __getattr__(name: str) -> Any:
     """``TENSOR_COUNTER`` (course name): how many Tensors are alive now, to catch leaks.
 
