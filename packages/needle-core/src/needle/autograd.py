@@ -48,6 +48,7 @@ def __getattr__(name: str) -> Any:
         return sum(1 for obj in gc.get_objects() if isinstance(obj, Value))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 # Creation numbers: every input is numbered before the ops that use it (see backward).
 _creation = itertools.count()
 
