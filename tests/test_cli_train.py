@@ -161,7 +161,11 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_run(tmp_path):
     assert "Ctrl-C: finishing this step and saving" in err
     assert f"continue with: needle train --resume {tmp_path / 'b'}" in err
     saved = ndl.load(tmp_path / "b" / "checkpoint.npz")
-    assert saved["epoch"] == 1 and saved["position"]["batch"] > 0  # stopped inside epoch 2
+    # Usually inside epoch 2. A signal that lands between epoch 1's metrics line and the
+    # start of epoch 2 stops at the boundary instead (no position): the same contract.
+    # test_stop_mid_epoch_and_resume_equals_uninterrupted pins mid-epoch stops exactly.
+    assert saved["epoch"] == 1
+    assert saved["position"] is None or saved["position"]["batch"] > 0
     assert main(["train", "--resume", str(tmp_path / "b"), "--no-progress"]) == 0
     assert main(["train", *args, "--out", str(tmp_path / "a")]) == 0
     assert_same_run(tmp_path / "a", tmp_path / "b")
