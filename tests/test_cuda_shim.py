@@ -389,6 +389,8 @@ def test_batch_norm_takes_the_generic_path_where_the_kernel_does_not_fit(shim, m
     mean32, var32 = np.zeros(3, np.float32), np.ones(3, np.float32)  # not x's dtype
     shim.batch_norm(x, w, b, 1e-5, mean32, var32, 0.5)
     np.testing.assert_allclose(mean32, 0.5 * x.mean(0))
+    one = np.ones((5, 1))  # a 0-d weight and bias for one column: generic path, no error
+    np.testing.assert_allclose(shim.batch_norm(one, np.array(2.0), np.array(1.0), 1e-5)[0], 1.0)
     g = np.ones((4, 3))
     dx, _, _ = shim.batch_norm_backward(g, x, np.ones((4, 3)), w)  # (N, D) inv_std
     np.testing.assert_allclose(dx, CPU.batch_norm_backward(g, x, np.ones((4, 3)), w)[0])

@@ -391,7 +391,8 @@ class CUDABackend(Backend):
 def _column_vector(a: Any, cols: int, dtype: Any, own: bool = False) -> bool:
     """Whether ``a`` holds one ``dtype`` value per column ((D,) or (1, D)); ``own``: and
     can be written in place by a kernel (C-contiguous, not a broadcast view)."""
-    if a is None or a.size != cols or a.dtype != dtype or a.ndim > 2 or a.shape[-1] != cols:
+    if a is None or a.ndim not in (1, 2) or a.shape[-1] != cols or a.size != cols \
+            or a.dtype != dtype:
         return False
     return a.flags.c_contiguous if own else True
 
