@@ -56,14 +56,18 @@ class _Random:
         return self.state.permutation(n)
 
 
-class _ReferenceRowKernel:
-    """A row kernel's NumPy reference, checking how the host side launches it."""
+class _ReferenceKernel:
+    """A hand-written kernel's NumPy reference, named as the kernel: needle_KIND_f32/f64."""
 
     def __init__(self, name: str) -> None:
         match = re.fullmatch(r"needle_(\w+)_(f32|f64)", name)
-        assert match, f"unknown row kernel {name}"
+        assert match, f"unknown kernel {name}"
         self.kind, sfx = match.groups()
         self.dtype = np.dtype("float32" if sfx == "f32" else "float64")
+
+
+class _ReferenceRowKernel(_ReferenceKernel):
+    """A row kernel's reference, checking how the host side launches it."""
 
     def __call__(self, grid: tuple[int], block: tuple[int], args: tuple) -> None:
         assert len(grid) == 1 and len(block) == 1 and block[0] % 32 == 0 and block[0] <= 1024
@@ -104,14 +108,8 @@ class _ReferenceRowKernel:
         dz[:] = np.where(valid[:, None], (np.exp(z - lse[:, None]) - onehot) * scale, np.nan)
 
 
-class _ReferenceColumnKernel:
-    """A column kernel's NumPy reference (batch norm), checking its launch the same way."""
-
-    def __init__(self, name: str) -> None:
-        match = re.fullmatch(r"needle_(\w+)_(f32|f64)", name)
-        assert match, f"unknown column kernel {name}"
-        self.kind, sfx = match.groups()
-        self.dtype = np.dtype("float32" if sfx == "f32" else "float64")
+class _ReferenceColumnKernel(_ReferenceKernel):
+    """A column kernel's reference (batch norm), checking its launch the same way."""
 
     def __call__(self, grid: tuple[int], block: tuple[int, int], args: tuple) -> None:
         rows, cols = args[-2:]

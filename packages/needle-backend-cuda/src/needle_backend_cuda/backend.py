@@ -343,17 +343,17 @@ class CUDABackend(Backend):
         return dx, sums[0:1], sums[1:2]
 
     def _column_kernel(self, kind: str, dtype: Any, cols: int, args: tuple) -> None:
-        name = f"needle_{kind}_{kernels.ROW_DTYPES[np.dtype(dtype)]}"
-        grid, block = kernels.column_launch(cols)
-        args = tuple(np.int64(v) if type(v) is int else v for v in args)  # long long
-        kernels.column_kernel(self.xp, name)(grid, block, args)
+        self._launch(kernels.column_kernel, kind, dtype, kernels.column_launch(cols), args)
 
     def _row_kernel(self, kind: str, dtype: Any, rows: int, cols: int, args: tuple) -> None:
+        self._launch(kernels.row_kernel, kind, dtype, kernels.row_launch(cols, rows), args)
+
+    def _launch(self, kernel_of: Any, kind: str, dtype: Any, launch: tuple, args: tuple) -> None:
         name = f"needle_{kind}_{kernels.ROW_DTYPES[np.dtype(dtype)]}"
-        grid, block = kernels.row_launch(cols, rows)
         # Sizes go as explicit 64-bit integers: they are ``long long`` in the kernels.
         args = tuple(np.int64(v) if type(v) is int else v for v in args)
-        kernels.row_kernel(self.xp, name)(grid, block, args)
+        grid, block = launch
+        kernel_of(self.xp, name)(grid, block, args)
 
     def conv(self, x: Any, w: Any, stride: int) -> Any:
         """im2col through a strided view, then one cuBLAS matrix product."""
