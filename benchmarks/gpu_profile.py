@@ -28,7 +28,8 @@ import numpy as np
 
 
 def training_step(device_name: str, batch: int, hidden: int) -> tuple[Callable[..., Any], Any]:
-    """One Adam step of the course's MLP-ResNet on fixed random data, and its device."""
+    """A step function (one Adam step of the course's MLP-ResNet on fixed random data)
+    and the device's synchronize."""
     import needle as ndl
     from needle import nn, optim
     from needle.models import MLPResNet
