@@ -115,7 +115,12 @@ class CPUBackend(Backend):
     # trailing sums take BLAS only for rows of at most _BLAS_ROW elements.
     def _blas_sum(self, a: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray | None:
         nd = a.ndim
-        axes = (axis % nd,) if type(axis) is int else tuple(sorted({ax % nd for ax in axis}))
+        if type(axis) is int:
+            axes = (axis % nd,)
+        elif len(axis) == 1:  # the usual (0,): skip the set and the sort
+            axes = (axis[0] % nd,)
+        else:
+            axes = tuple(sorted({ax % nd for ax in axis}))
         k = len(axes)
         if k == 0 or k == nd or not a.flags.c_contiguous:
             return None

@@ -206,7 +206,7 @@ class CUDABackend(Backend):
     def add_at(self, a: Any, index: Any, value: Any) -> None:
         self.xp.add.at(a, self._device_index(index), self.xp.asarray(value))
 
-    def concatenate(self, arrays: Sequence[Any], axis: int) -> Any:
+    def concatenate(self, arrays: Sequence[Any], axis: int | None) -> Any:
         return self.xp.concatenate(arrays, axis=axis)
 
     def stack(self, arrays: Sequence[Any], axis: int) -> Any:

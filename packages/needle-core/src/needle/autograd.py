@@ -203,16 +203,18 @@ class Value:
 
         This is the hot path of every op: keep it short.
         """
-        dev = inputs[0]._device
+        first = inputs[0]
+        dev = first._device
         if len(inputs) == 1:
-            arrays = (inputs[0].cached_data,)
+            arrays = (first.cached_data,)
         else:
-            arrays = [x.cached_data for x in inputs]
-            dtype = arrays[0].dtype
-            for x, a in zip(inputs, arrays):
+            dtype = first.cached_data.dtype
+            arrays = []  # one pass, no comprehension: this runs for every op
+            for x in inputs:
+                a = x.cached_data
                 if x._device is not dev or a.dtype is not dtype:  # then look closer
                     _check_inputs(op, inputs, dev)
-                    break
+                arrays.append(a)
         op.backend = dev._backend or dev.backend
         try:
             data = op.compute(*arrays)

@@ -188,7 +188,8 @@ class Backend:
         """In-place unbuffered ``a[index] += value`` (repeated indices accumulate)."""
         raise NotImplementedError
 
-    def concatenate(self, arrays: Sequence[Array], axis: int) -> Array:
+    def concatenate(self, arrays: Sequence[Array], axis: int | None) -> Array:
+        """Join along ``axis``; ``None`` flattens every array first (any shapes)."""
         raise NotImplementedError
 
     def stack(self, arrays: Sequence[Array], axis: int) -> Array:

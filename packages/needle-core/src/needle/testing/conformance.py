@@ -304,6 +304,8 @@ def _shapes(r: _Runner, b: Backend) -> None:
     other = _rng.standard_normal((2, 2, 4))
     r.case("concatenate", "axis 1", lambda: b.concatenate([x, r.put(other)], 1),
            np.concatenate([_X, other], 1))
+    r.case("concatenate", "axis None (flattens)", lambda: b.concatenate([x, r.put(_Y)], None),
+           np.concatenate([_X, _Y], None))
     r.case("stack", "axis 0", lambda: b.stack([r.put(_Y)] * 3, 0), np.stack([_Y] * 3, 0))
     r.case("stack", "axis -1", lambda: b.stack([x, x], -1), np.stack([_X, _X], -1))
     r.case("flip", "axes (0, 2)", lambda: b.flip(x, (0, 2)), np.flip(_X, (0, 2)))

@@ -23,9 +23,10 @@ class SoftmaxLoss(Module):
             raise NeedleError(f"SoftmaxLoss expects logits of shape (N, classes) with N > 0, "
                               f"got shape {logits.shape}")
         n, k = logits.shape
-        if tuple(np.shape(y)) != (n,):
+        y_shape = y.shape if isinstance(y, Tensor) else tuple(np.shape(y))
+        if y_shape != (n,):
             raise NeedleError(f"SoftmaxLoss: labels must have shape ({n},) to match logits "
-                              f"of shape {logits.shape}, got shape {tuple(np.shape(y))}")
+                              f"of shape {logits.shape}, got shape {y_shape}")
         if not isinstance(y, Tensor):
             y = Tensor(np.asarray(y), device=logits.device, dtype="int64", requires_grad=False)
         # One fused op (same value as the course's formula); it rejects ids outside [0, k).

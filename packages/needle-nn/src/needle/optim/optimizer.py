@@ -79,7 +79,7 @@ class Optimizer:
                 self._flat = None
                 return None
         bk = self._flat.backend
-        return self._flat, bk.concatenate([bk.reshape(g, (-1,)) for g in grads], 0)
+        return self._flat, bk.concatenate(grads, None)  # None: flattened, in one call
 
     def _packed_grads(self) -> list[Array] | None:
         """The gradients' arrays, if every parameter has a gradient of its shape and
