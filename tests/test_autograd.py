@@ -88,7 +88,9 @@ def _grad_of(f):
     lambda x: ndl.sigmoid(x) / (x * x + 1),
     lambda x: ndl.logsoftmax(x.reshape((3, 2))),
     lambda x: (x.reshape((2, 3)) @ x.reshape((3, 2))).exp(),
-], ids=["tanh", "logsumexp", "sigmoid-divide", "logsoftmax", "matmul-exp"])
+    lambda x: ndl.ops.softmax_cross_entropy(x.reshape((3, 2)), ndl.Tensor(
+        [1, 0, 1], device=x.device, dtype="int64", requires_grad=False)),
+], ids=["tanh", "logsumexp", "sigmoid-divide", "logsoftmax", "matmul-exp", "softmax_loss"])
 def test_second_order_gradients_pass_gradcheck(device, f):
     x = t64(np.random.default_rng(0).uniform(-1, 1, 6), device)
     assert gradcheck(_grad_of(f), x)

@@ -203,6 +203,28 @@ class CPUBackend(Backend):
         s += m
         return s if keepdims else np.asarray(s.reshape(reduced_shape(a.shape, axis)))
 
+    def softmax_cross_entropy(self, logits: np.ndarray, labels: np.ndarray,
+                              reduction: str = "mean") -> tuple[Any, np.ndarray]:
+        n = logits.shape[0]
+        if logits.ndim != 2 or logits.dtype not in _BLAS_DTYPES or not logits.size:
+            return super().softmax_cross_entropy(logits, labels, reduction)
+        m = self._row_max(logits)  # (N, 1)
+        m[~np.isfinite(m)] = 0.0  # as in logsumexp: no inf - inf
+        dlogits = logits - m
+        rows = np.arange(n)
+        picked = dlogits[rows, labels]  # z[label] - max
+        np.exp(dlogits, out=dlogits)
+        total = self._sum(dlogits, (1,), True)  # (N, 1)
+        with np.errstate(divide="ignore", invalid="ignore"):  # all -inf rows: NaN, as maths says
+            dlogits /= total
+            losses = np.log(total.reshape(n))
+            losses -= picked
+        dlogits[rows, labels] -= 1.0  # one label per row: no repeated index
+        if reduction == "none":
+            return losses, dlogits
+        dlogits *= 1.0 / n
+        return np.divide(_add_reduce(losses), n), dlogits
+
     @staticmethod
     def _row_max(a: np.ndarray) -> np.ndarray:
         """Row maxima of a 2-D array, kept as (N, 1). NumPy reduces a narrow last axis

@@ -294,9 +294,8 @@ class CUDABackend(Backend):
                              f"not {reduction!r}")
         xp = self.xp
         dtype = np.dtype(logits.dtype)
-        if dtype not in kernels.ROW_DTYPES:
-            raise ValueError(f"softmax_cross_entropy: logits must be float32 or float64, "
-                             f"not {dtype}")
+        if dtype not in kernels.ROW_DTYPES:  # the kernel is float32/float64 only
+            return super().softmax_cross_entropy(logits, labels, reduction)
         rows, cols = logits.shape
         z = xp.ascontiguousarray(logits)
         y = xp.ascontiguousarray(xp.asarray(labels).astype(np.int64, copy=False))

@@ -252,6 +252,25 @@ class Backend:
         scale = self.multiply(self.reshape(weight, (1, -1)), self.divide(inv_std, n))
         return self.multiply(dx, scale), g_weight, g_bias
 
+    def softmax_cross_entropy(self, logits: Array, labels: Array,
+                              reduction: str = "mean") -> tuple[Array, Array]:
+        """Cross-entropy of ``logits`` (N, C) against int64 class ids ``labels`` (N,) in
+        [0, C), and its gradient, in one call: ``(loss, dlogits)``.
+
+        loss is logsumexp(z) − z[label] per row (``reduction="none"``) or their mean;
+        dlogits is softmax(z) − onehot(label), divided by N for the mean. Why fused: the
+        forward pass already has the softmax the gradient needs.
+        """
+        n = logits.shape[0]
+        lse = self.logsumexp(logits, (1,), keepdims=True)
+        index = (self.arange(n, "int64"), labels)
+        losses = self.subtract(self.reshape(lse, (n,)), self.getitem(logits, index))
+        dlogits = self.exp(self.subtract(logits, lse))
+        self.setitem(dlogits, index, self.subtract(self.getitem(dlogits, index), 1.0))
+        if reduction == "none":
+            return losses, dlogits
+        return self.divide(self.sum(losses), n), self.divide(dlogits, n)
+
     def conv(self, x: Array, w: Array, stride: int) -> Array:
         """Valid cross-correlation: x (N,H,W,Cin), w (K,K,Cin,Cout) -> (N,H',W',Cout).
 

@@ -111,24 +111,23 @@ def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
 class SoftmaxCrossEntropy(TensorOp):
     """Mean over the batch of logsumexp(z) − z[label]: the course's softmax loss, fused.
 
-    ``labels`` holds integer class ids (any dtype); it gets no gradient.
+    ``labels`` holds integer class ids (any dtype); it gets no gradient. The backend
+    returns the gradient (softmax − onehot) / N with the loss, so backward is one multiply.
     """
 
     same_dtype = False
 
     def compute(self, logits, labels):
         bk = self.backend
-        n = logits.shape[0]
-        idx = bk.astype(labels, "int64")
+        self.labels = bk.astype(labels, "int64")
         # Both bounds in one reduction: as unsigned, negative ids become huge. Why check at
         # all: NumPy would index from the end for negatives and CuPy wraps every id out of
         # range, both silently. On a GPU this reads one number back, once per loss.
-        if n and float(bk.max(bk.astype(idx, "uint64"))) >= logits.shape[1]:
+        if logits.shape[0] and \
+                float(bk.max(bk.astype(self.labels, "uint64"))) >= logits.shape[1]:
             raise NeedleError(self._label_error(logits.shape[1]))
-        self.index = (bk.arange(n, "int64"), idx)
-        self.lse = bk.logsumexp(logits, (1,), keepdims=True)  # (N, 1), kept for the gradient
-        losses = bk.subtract(bk.reshape(self.lse, (n,)), bk.getitem(logits, self.index))
-        return bk.divide(bk.sum(losses), n)
+        loss, self.dlogits = bk.softmax_cross_entropy(logits, self.labels)
+        return loss
 
     def check(self, logits, labels):
         if logits.ndim != 2 or labels.shape != (logits.shape[0],):
@@ -144,18 +143,15 @@ class SoftmaxCrossEntropy(TensorOp):
 
     def gradient(self, g, node):
         logits = node.inputs[0]
-        n = logits.shape[0]
-        softmax = exp(logits - broadcast_to(_const(g, self.lse), logits.shape))
-        one_hot = _const(g, self.backend.one_hot(logits.shape[1], self.index[1], logits.dtype))
+        n, k = logits.shape
+        # logsumexp as an op, not a constant: the softmax depends on every logit, and
+        # second derivatives (create_graph) must see that
+        softmax = exp(logits - broadcast_to(logsumexp(logits, (1,), keepdims=True), logits.shape))
+        one_hot = _const(g, self.backend.one_hot(k, self.labels, logits.dtype))
         return (softmax - one_hot) * broadcast_to(reshape(g / n, (1, 1)), logits.shape), None
 
     def vjp(self, g, node):
-        bk = self.backend
-        logits = node.inputs[0].cached_data
-        softmax = bk.exp(bk.subtract(logits, self.lse))
-        # one label per row, so plain fancy indexing never repeats an element
-        bk.setitem(softmax, self.index, bk.subtract(bk.getitem(softmax, self.index), 1.0))
-        return bk.multiply(softmax, bk.divide(g, logits.shape[0])), None
+        return self.backend.multiply(self.dlogits, g), None  # a new array: dlogits is kept
 
 
 def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
@@ -163,5 +159,5 @@ def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 from .mathematic import exp, matmul, sum_to_shape  # noqa: E402
-from .reduce import summation  # noqa: E402
+from .reduce import logsumexp, summation  # noqa: E402
 from .shape import broadcast_to, reshape, transpose  # noqa: E402

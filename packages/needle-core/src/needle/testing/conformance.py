@@ -419,6 +419,18 @@ def _fused_layers(r: _Runner, b: Backend) -> None:
         r.case("batch_norm_backward", name, lambda i=i: b.batch_norm_backward(
             r.put(g), r.put(x_hat), r.put(inv_std), r.put(gamma))[i], grads[i])
 
+    z = _rng.standard_normal((5, 4)) * 3
+    labels = np.array([3, 0, 1, 3, 2], dtype=np.int64)
+    lse = np.log(np.exp(z).sum(1))
+    rows = lse - z[np.arange(5), labels]
+    dz = np.exp(z - lse[:, None])
+    dz[np.arange(5), labels] -= 1
+    for reduction, want in (("mean", (rows.mean(), dz / 5)), ("none", (rows, dz))):
+        for i, name in enumerate(("loss", "dlogits")):
+            r.case("softmax_cross_entropy", f"{name}, reduction {reduction}",
+                   lambda i=i, red=reduction: b.softmax_cross_entropy(
+                       r.put(z), r.put(labels), red)[i], want[i])
+
 
 def _optimizer_steps(r: _Runner, b: Backend) -> None:
     p0, grad = _rng.standard_normal((3, 4)), _rng.standard_normal((3, 4))
