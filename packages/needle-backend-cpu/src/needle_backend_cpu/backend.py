@@ -15,6 +15,7 @@ _max_reduce = np.maximum.reduce
 _BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # The widest last axis whose row maxima are faster from a transposed copy (see _row_max).
 _NARROW_ROWS = 32
+_FIRST_AXIS = (0, -2, (0,), (-2,))  # the axis arguments that mean axis 0 of a 2-D array
 _LAST_AXIS = (1, -1, (1,), (-1,))
 _BLAS_ROW = 4096  # the longest row summed by BLAS (see _blas_sum)
 
@@ -99,6 +100,14 @@ class CPUBackend(Backend):
 
     def _sum(self, a: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
         if axis is not None and a.dtype in _BLAS_DTYPES and a.size:
+            if a.ndim == 2 and a.flags.c_contiguous:  # the usual (N, D) case, kept short
+                n, d = a.shape
+                if axis in _FIRST_AXIS:
+                    out = self._ones(n, a.dtype) @ a  # (1, D)
+                    return out if keepdims else out.reshape(d)
+                if axis in _LAST_AXIS and d <= _BLAS_ROW:
+                    out = a @ self._ones(d, a.dtype).T  # (N, 1)
+                    return out if keepdims else out.reshape(n)
             out = self._blas_sum(a, axis, keepdims)
             if out is not None:
                 return out
@@ -205,21 +214,28 @@ class CPUBackend(Backend):
 
     def softmax_cross_entropy(self, logits: np.ndarray, labels: np.ndarray,
                               reduction: str = "mean") -> tuple[Any, np.ndarray]:
-        n = logits.shape[0]
-        if logits.ndim != 2 or logits.dtype not in _BLAS_DTYPES or not logits.size:
+        n, k = logits.shape if logits.ndim == 2 else (0, 0)
+        if not k or not n or logits.dtype not in _BLAS_DTYPES or not logits.flags.c_contiguous:
             return super().softmax_cross_entropy(logits, labels, reduction)
         m = self._row_max(logits)  # (N, 1)
+        if np.isfinite(m).all():
+            return self._softmax_xent(logits, labels, m, reduction)
         m[~np.isfinite(m)] = 0.0  # as in logsumexp: no inf - inf
-        dlogits = logits - m
-        rows = np.arange(n)
-        picked = dlogits[rows, labels]  # z[label] - max
-        np.exp(dlogits, out=dlogits)
-        total = self._sum(dlogits, (1,), True)  # (N, 1)
         with np.errstate(divide="ignore", invalid="ignore"):  # all -inf rows: NaN, as maths says
-            dlogits /= total
-            losses = np.log(total.reshape(n))
-            losses -= picked
-        dlogits[rows, labels] -= 1.0  # one label per row: no repeated index
+            return self._softmax_xent(logits, labels, m, reduction)
+
+    def _softmax_xent(self, logits, labels, m, reduction):
+        n, k = logits.shape
+        dlogits = logits - m
+        flat = dlogits.reshape(-1)
+        at_label = np.arange(0, n * k, k) + labels  # flat positions: 1-D indexing is faster
+        picked = flat.take(at_label)  # z[label] - max
+        np.exp(dlogits, out=dlogits)
+        total = dlogits @ self._ones(k, dlogits.dtype).T  # (N, 1) row sums (see _blas_sum)
+        dlogits /= total
+        losses = np.log(total.reshape(n))
+        losses -= picked
+        flat[at_label] -= 1.0  # one label per row: no repeated index
         if reduction == "none":
             return losses, dlogits
         dlogits *= 1.0 / n
