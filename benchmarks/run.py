@@ -1,4 +1,5 @@
-"""Run needle's benchmarks: ``python benchmarks/run.py {all,mlp_resnet,matmul,overhead,memory}``.
+"""Run needle's benchmarks: ``python benchmarks/run.py {all,mlp_resnet,matmul,overhead,memory}``
+(and ``cpu_profile``, which explains a benchmark rather than being one: not part of ``all``).
 
 This launcher exists because BLAS and OpenMP read their thread counts once, when
 the library loads: the variables must be set *before* NumPy or PyTorch is
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = ("mlp_resnet", "matmul", "overhead", "memory")
+PROFILES = ("cpu_profile",)
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 # Unset together, for benchmarking only (never in tests or CI).
@@ -27,7 +29,7 @@ CHILD_FLAG = "NEEDLE_BENCH_CHILD"
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.splitlines()[0])
-    p.add_argument("benchmark", choices=("all", *BENCHMARKS))
+    p.add_argument("benchmark", choices=("all", *BENCHMARKS, *PROFILES))
     p.add_argument("--threads", type=int, default=1,
                    help="threads for BLAS, OpenMP and torch alike (default 1)")
     p.add_argument("--repeats", type=int, default=9,

@@ -9,11 +9,13 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import _harness
 import _mnist
+import cpu_profile
 import matmul
 import needle_model
 import numpy as np
@@ -267,3 +269,51 @@ def test_quick_overhead_run_end_to_end():
     for r in records:
         assert r["results"]["needle"]["median"] > 0 and r["ratios"]["needle/numpy"] > 0
     assert "Per-op overhead" in done.stdout and "NumPy ratios only" in done.stdout
+
+
+# -- cpu_profile's recorder ---------------------------------------------------------
+def _small_step(ndl):
+    a = ndl.Tensor(np.arange(6.0).reshape(2, 3), dtype="float64", requires_grad=False)
+    w = ndl.Tensor(np.ones((3, 2)), dtype="float64")
+
+    def step():
+        loss = ndl.ops.relu(a @ w - 4.0).sum()
+        loss.backward()
+        return loss
+    return step, w
+
+
+def test_recorder_answers_replays_and_restores_the_backend():
+    import needle as ndl
+
+    backend = ndl.cpu().backend
+    step, w = _small_step(ndl)
+    recorder = cpu_profile.Recorder(backend)
+    try:
+        recorder.record(step)
+        names = [name for name, *_ in recorder.calls]
+        assert "matmul" in names and "sum" in names
+        assert "_ones" not in names  # only the contract's top-level calls are recorded
+        # answered: the same Python runs, and every backend call returns the recorded result
+        w.grad = None
+        out = recorder.answered(step)
+        assert out.cached_data is recorder.results[names.index("sum")]
+        assert recorder.position == len(names)
+        # a step that makes other calls is refused, naming the call
+        with pytest.raises(ValueError, match="call 0 of the step is exp"):  # as NeedleError
+            recorder.answered(lambda: ndl.ops.exp(w))
+        calls = Counter()
+        for i, (name, method, args, kwargs) in enumerate(recorder.calls):
+            def counted(*a, _m=method, _n=name, **k):
+                calls[_n] += 1
+                return _m(*a, **k)
+            recorder.calls[i] = (name, counted, args, kwargs)
+        recorder.replay()
+        assert sorted(calls.elements()) == sorted(names)
+        table = recorder.by_method(rounds=2)
+        assert {row[0] for row in table} == set(names)
+        assert calls["matmul"] == 3 * names.count("matmul")  # replay, then two timed rounds
+    finally:
+        recorder.close()
+    assert "matmul" not in vars(backend)  # the instance wrappers are gone
+    assert type(backend).matmul is backend.matmul.__func__
