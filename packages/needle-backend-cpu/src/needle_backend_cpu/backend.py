@@ -124,12 +124,7 @@ class CPUBackend(Backend):
     # trailing sums take BLAS only for rows of at most _BLAS_ROW elements.
     def _blas_sum(self, a: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray | None:
         nd = a.ndim
-        if type(axis) is int:
-            axes = (axis % nd,)
-        elif len(axis) == 1:  # the usual (0,): skip the set and the sort
-            axes = (axis[0] % nd,)
-        else:
-            axes = tuple(sorted({ax % nd for ax in axis}))
+        axes = (axis % nd,) if type(axis) is int else tuple(sorted({ax % nd for ax in axis}))
         k = len(axes)
         if k == 0 or k == nd or not a.flags.c_contiguous:
             return None
@@ -224,14 +219,16 @@ class CPUBackend(Backend):
         with np.errstate(divide="ignore", invalid="ignore"):  # all -inf rows: NaN, as maths says
             return self._softmax_xent(logits, labels, m, reduction)
 
-    def _softmax_xent(self, logits, labels, m, reduction):
+    def _softmax_xent(self, logits: np.ndarray, labels: np.ndarray, m: np.ndarray,
+                      reduction: str) -> tuple[Any, np.ndarray]:
+        """The fused loss given finite row maxima ``m`` (N, 1)."""
         n, k = logits.shape
         dlogits = logits - m
         flat = dlogits.reshape(-1)
         at_label = np.arange(0, n * k, k) + labels  # flat positions: 1-D indexing is faster
         picked = flat.take(at_label)  # z[label] - max
         np.exp(dlogits, out=dlogits)
-        total = dlogits @ self._ones(k, dlogits.dtype).T  # (N, 1) row sums (see _blas_sum)
+        total = dlogits @ self._ones(k, dlogits.dtype).T  # (N, 1) row sums as in _blas_sum
         dlogits /= total
         losses = np.log(total.reshape(n))
         losses -= picked
