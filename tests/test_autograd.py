@@ -173,9 +173,16 @@ def test_detach_and_data_share_values_but_not_the_graph(device):
 def test_backward_argument_checks(device):
     x = t64(np.ones((2, 3)), device)
     y = x * 2
-    with pytest.raises(ndl.NeedleError, match=r"shape \(2, 3\) needs out_grad"):
-        y.backward()
     with pytest.raises(ndl.NeedleError, match=r"out_grad has shape \(3,\).*\(2, 3\)"):
         y.backward(t64(np.ones(3), device))
     y.sum().backward()  # single-element outputs default to ones
     np.testing.assert_allclose(x.grad.numpy(), np.full((2, 3), 2.0))
+
+
+def test_backward_without_out_grad_seeds_ones_of_the_output_shape(device):
+    """The course's Tensor.backward: y.backward() on a non-scalar y is y.sum().backward()."""
+    w = t64(np.arange(6.0).reshape(2, 3), device)
+    x = t64(np.ones((4, 2)), device)
+    (x @ w).backward()
+    np.testing.assert_allclose(w.grad.numpy(), np.full((2, 3), 4.0))
+    np.testing.assert_allclose(x.grad.numpy(), np.tile(w.numpy().sum(1), (4, 1)))

@@ -90,9 +90,15 @@ class _ReferenceRowKernel(_ReferenceKernel):
     def logsumexp(self, x, out, rows, cols):
         out[:] = self._lse(x.reshape(rows, cols))
 
+    @staticmethod
+    def _shifted(x):
+        """x − its row shift, as the kernels subtract it before anything else."""
+        m = x.max(axis=1, keepdims=True)
+        return x - np.where(np.isfinite(m), m, 0)
+
     def log_softmax(self, x, y, rows, cols):
-        x2 = x.reshape(rows, cols)
-        y.reshape(rows, cols)[:] = x2 - self._lse(x2)[:, None]
+        s = self._shifted(x.reshape(rows, cols))
+        y.reshape(rows, cols)[:] = s - self._lse(s)[:, None]
 
     def log_softmax_grad(self, y, g, dz, rows, cols):
         y2, g2 = y.reshape(rows, cols), g.reshape(rows, cols)
@@ -100,12 +106,13 @@ class _ReferenceRowKernel(_ReferenceKernel):
 
     def softmax_xent(self, z, labels, loss, dz, scale, rows, cols):
         assert isinstance(scale, self.dtype.type), "scale must have the logits' dtype"
-        lse = self._lse(z.reshape(rows, cols))
+        s = self._shifted(z.reshape(rows, cols))
+        lse = self._lse(s)
         valid = (labels >= 0) & (labels < cols)
         safe = np.where(valid, labels, 0)
-        loss[:] = np.where(valid, lse - z[np.arange(rows), safe], np.nan)
+        loss[:] = np.where(valid, lse - s[np.arange(rows), safe], np.nan)
         onehot = np.eye(cols, dtype=z.dtype)[safe]
-        dz[:] = np.where(valid[:, None], (np.exp(z - lse[:, None]) - onehot) * scale, np.nan)
+        dz[:] = np.where(valid[:, None], (np.exp(s - lse[:, None]) - onehot) * scale, np.nan)
 
 
 class _ReferenceColumnKernel(_ReferenceKernel):

@@ -198,3 +198,17 @@ def test_getitem_basic_indexing_gradient_is_placed_not_accumulated(device, index
     want = np.zeros((3, 4))
     want[index] = 2
     np.testing.assert_array_equal(x.grad.numpy(), want)
+
+
+def test_dilate_by_zero_still_records_a_node(device):
+    """The course's hw4 checks ``dilate(x, axes, 0)`` is an op node whose gradient flows."""
+    x = t64(np.arange(6.0).reshape(2, 3), device)
+    for op in (ndl.dilate, ndl.undilate):
+        y = op(x, (0, 1), 0)
+        assert y is not x and isinstance(y.op, (ndl.ops.Dilate, ndl.ops.UnDilate))
+        np.testing.assert_array_equal(y.numpy(), x.numpy())
+        x.grad = None
+        (y * 2).sum().backward()
+        np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 2.0))
+    with pytest.raises(ndl.NeedleError, match="dilation must be >= 0"):
+        ndl.dilate(x, (0,), -1)

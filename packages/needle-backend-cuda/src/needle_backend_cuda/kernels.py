@@ -78,12 +78,20 @@ __device__ T nd_row_shift(const T* r, long long cols, T* shared) {
     return (m > nd_neg_inf<T>() && m < nd_pos_inf<T>()) ? m : T(0);
 }
 
+/* log sum exp(r - shift): the row's logsumexp less its shift. Kept apart so that
+   (r - shift) - this keeps its digits at large |r|, where r - logsumexp(r) cancels
+   them all (log_softmax([1e9, 1e9]) in float32 would be [0, 0], not -log 2). */
+template <typename T>
+__device__ T nd_row_shifted_lse(const T* r, long long cols, T shift, T* shared) {
+    T s = T(0);
+    for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += nd_exp(r[j] - shift);
+    return nd_log(nd_block_reduce<T, false>(s, shared));
+}
+
 template <typename T>
 __device__ T nd_row_logsumexp(const T* r, long long cols, T* shared) {
     const T shift = nd_row_shift(r, cols, shared);
-    T s = T(0);
-    for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += nd_exp(r[j] - shift);
-    return nd_log(nd_block_reduce<T, false>(s, shared)) + shift;
+    return nd_row_shifted_lse(r, cols, shift, shared) + shift;
 }
 
 template <typename T>
@@ -98,8 +106,10 @@ template <typename T>
 __device__ void nd_log_softmax(const T* x, T* y, long long rows, long long cols, T* shared) {
     for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
         const T* r = x + row * cols;
-        const T lse = nd_row_logsumexp(r, cols, shared);
-        for (long long j = threadIdx.x; j < cols; j += blockDim.x) y[row * cols + j] = r[j] - lse;
+        const T shift = nd_row_shift(r, cols, shared);
+        const T lse = nd_row_shifted_lse(r, cols, shift, shared);
+        for (long long j = threadIdx.x; j < cols; j += blockDim.x)
+            y[row * cols + j] = (r[j] - shift) - lse;
     }
 }
 
@@ -125,13 +135,14 @@ __device__ void nd_softmax_xent(const T* z, const long long* labels, T* loss, T*
                                 T scale, long long rows, long long cols, T* shared) {
     for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
         const T* r = z + row * cols;
-        const T lse = nd_row_logsumexp(r, cols, shared);
+        const T shift = nd_row_shift(r, cols, shared);
+        const T lse = nd_row_shifted_lse(r, cols, shift, shared);  /* less the shift */
         const long long label = labels[row];
         const bool valid = label >= 0 && label < cols;
         const T nan = nd_pos_inf<T>() - nd_pos_inf<T>();
-        if (threadIdx.x == 0) loss[row] = valid ? lse - r[label] : nan;
+        if (threadIdx.x == 0) loss[row] = valid ? lse - (r[label] - shift) : nan;
         for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
-            const T p = nd_exp(r[j] - lse) - (j == label ? T(1) : T(0));
+            const T p = nd_exp((r[j] - shift) - lse) - (j == label ? T(1) : T(0));
             dz[row * cols + j] = valid ? p * scale : nan;
         }
     }

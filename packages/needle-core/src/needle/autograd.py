@@ -397,13 +397,12 @@ class Tensor(Value):
                       requires_grad=self.requires_grad)
 
     def backward(self, out_grad: Tensor | None = None, create_graph: bool = False) -> None:
-        """Accumulate d(self)/d(leaf) · out_grad into every leaf's ``.grad``."""
-        if out_grad is None:
-            if self.size != 1:
-                raise NeedleError(
-                    f"backward() on a tensor of shape {self.shape} needs out_grad "
-                    f"(only single-element outputs default to ones)"
-                )
+        """Accumulate d(self)/d(leaf) · out_grad into every leaf's ``.grad``.
+
+        Without ``out_grad`` the seed is ones of this tensor's shape (the course's rule,
+        so ``y.backward()`` on a non-scalar ``y`` differentiates ``y.sum()``).
+        """
+        if out_grad is None:  # ones of the output's shape, as the course seeds it
             out_grad = Tensor.make_const(
                 self._device.backend.full(self.cached_data.shape, 1.0, self.dtype),
                 device=self._device)

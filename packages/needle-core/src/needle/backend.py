@@ -262,10 +262,13 @@ class Backend:
         forward pass already has the softmax the gradient needs.
         """
         n = logits.shape[0]
-        lse = self.logsumexp(logits, (1,), keepdims=True)
+        m = self.max(logits, (1,), keepdims=True)
+        m = self.where(self.equal(self.subtract(m, m), 0.0), m, 0.0)  # ±inf max: shift by 0
+        shifted = self.subtract(logits, m)  # max-shifted: large logits keep their digits
+        lse = self.logsumexp(shifted, (1,), keepdims=True)
         index = (self.arange(n, "int64"), labels)
-        losses = self.subtract(self.reshape(lse, (n,)), self.getitem(logits, index))
-        dlogits = self.exp(self.subtract(logits, lse))
+        losses = self.subtract(self.reshape(lse, (n,)), self.getitem(shifted, index))
+        dlogits = self.exp(self.subtract(shifted, lse))
         self.setitem(dlogits, index, self.subtract(self.getitem(dlogits, index), 1.0))
         if reduction == "none":
             return losses, dlogits

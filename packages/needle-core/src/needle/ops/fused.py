@@ -144,9 +144,9 @@ class SoftmaxCrossEntropy(TensorOp):
     def gradient(self, g, node):
         logits = node.inputs[0]
         n, k = logits.shape
-        # logsumexp as an op, not a constant: the softmax depends on every logit, and
-        # second derivatives (create_graph) must see that
-        softmax = exp(logits - broadcast_to(logsumexp(logits, (1,), keepdims=True), logits.shape))
+        # the softmax as an op of every logit (second derivatives must see that), from
+        # max-shifted exponentials so large logits keep their digits
+        softmax = shifted_softmax(logits, (1,))
         one_hot = _const(g, self.backend.one_hot(k, self.labels, logits.dtype))
         return (softmax - one_hot) * broadcast_to(reshape(g / n, (1, 1)), logits.shape), None
 
@@ -158,6 +158,6 @@ def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return SoftmaxCrossEntropy()(logits, labels)
 
 
-from .mathematic import exp, matmul, sum_to_shape  # noqa: E402
-from .reduce import logsumexp, summation  # noqa: E402
+from .mathematic import matmul, sum_to_shape  # noqa: E402
+from .reduce import shifted_softmax, summation  # noqa: E402
 from .shape import broadcast_to, reshape, transpose  # noqa: E402

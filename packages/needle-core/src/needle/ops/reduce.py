@@ -52,6 +52,21 @@ def max(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:  # noqa:
     return Max(normalize_axes(axes, a.ndim, "max"), keepdims)(a)
 
 
+def shifted_softmax(z: Tensor, axes: tuple[int, ...] | None) -> Tensor:
+    """softmax(z) over ``axes`` as e / Σe with e = exp(z − max z), max held constant.
+
+    Why not exp(z − logsumexp(z)): once |z| is large (1e9 in float32) logsumexp(z)
+    rounds to max z, and the difference loses every digit ([1e9, 1e9] gave [1, 1]).
+    Holding the shift constant is exact, not an approximation: softmax(z − c) =
+    softmax(z) for every c, so higher derivatives (create_graph) stay right.
+    """
+    b = z.device.backend
+    m = b.max(z.cached_data, axes, keepdims=True)
+    m = b.where(b.equal(b.subtract(m, m), 0.0), m, 0.0)  # an infinite max: shift by 0, no NaN
+    e = exp(z - broadcast_to(Tensor.make_const(m, device=z.device), z.shape))
+    return e / broadcast_to(summation(e, axes, keepdims=True), z.shape)
+
+
 class LogSumExp(TensorOp):
     """log Σ exp(z) = log Σ exp(z − max z) + max z; the gradient is softmax(z)."""
 
@@ -64,9 +79,7 @@ class LogSumExp(TensorOp):
 
     def gradient(self, out_grad, node):
         z = node.inputs[0]
-        kshape = keepdims_shape(z.shape, self.axes)
-        softmax = exp(z - broadcast_to(reshape(node, kshape), z.shape))
-        return _expand(out_grad, z.shape, self.axes) * softmax
+        return _expand(out_grad, z.shape, self.axes) * shifted_softmax(z, self.axes)
 
 
 def logsumexp(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:
@@ -80,13 +93,19 @@ class LogSoftmax(TensorOp):
         self.axis = axis
 
     def compute(self, z):
-        b = self.backend
-        return b.subtract(z, b.logsumexp(z, (self.axis,), keepdims=True))
+        # (z − m) − log Σ exp(z − m): subtracting logsumexp(z) from z would cancel all
+        # digits at large |z| (logsoftmax([1e9, 1e9]) came out [0, 0], not −log 2)
+        b, axes = self.backend, (self.axis,)
+        m = b.max(z, axes, keepdims=True)
+        m = b.where(b.equal(b.subtract(m, m), 0.0), m, 0.0)  # ±inf max: shift by 0
+        shifted = b.subtract(z, m)
+        return b.subtract(shifted, b.logsumexp(shifted, axes, keepdims=True))
 
     def gradient(self, out_grad, node):
-        # d/dz = g − softmax · Σ g  (softmax = exp(node))
-        total = summation(out_grad, (self.axis,), keepdims=True)
-        return out_grad - exp(node) * broadcast_to(total, node.shape)
+        # d/dz = g − softmax · Σ g
+        axes = (self.axis,)
+        total = summation(out_grad, axes, keepdims=True)
+        return out_grad - shifted_softmax(node.inputs[0], axes) * broadcast_to(total, node.shape)
 
 
 def logsoftmax(a: Tensor, axis: int = -1) -> Tensor:

@@ -243,7 +243,9 @@ class Dilate(TensorOp):
 
 def dilate(a: Tensor, axes: Any, dilation: int) -> Tensor:
     axes = normalize_axes(axes, a.ndim, "dilate") or ()
-    return Dilate(axes, dilation)(a) if dilation > 0 else a
+    if dilation < 0:
+        raise NeedleError(f"dilate: dilation must be >= 0, got {dilation}")
+    return Dilate(axes, dilation)(a)  # a node even for dilation 0: the course counts on it
 
 
 class UnDilate(TensorOp):
@@ -263,7 +265,9 @@ class UnDilate(TensorOp):
 
 def undilate(a: Tensor, axes: Any, dilation: int) -> Tensor:
     axes = normalize_axes(axes, a.ndim, "undilate") or ()
-    return UnDilate(axes, dilation)(a) if dilation > 0 else a
+    if dilation < 0:
+        raise NeedleError(f"undilate: dilation must be >= 0, got {dilation}")
+    return UnDilate(axes, dilation)(a)
 
 
 class GetItem(TensorOp):
