@@ -297,7 +297,7 @@ def test_recorder_answers_replays_and_restores_the_backend():
         # answered: the same Python runs, and every backend call returns the recorded result
         w.grad = None
         out = recorder.answered(step)
-        assert out.cached_data is recorder.results[names.index("sum")]
+        assert out._array is recorder.results[names.index("sum")]
         assert recorder.position == len(names)
         # a step that makes other calls is refused, naming the call
         with pytest.raises(ValueError, match="call 0 of the step is exp"):  # as NeedleError

@@ -108,8 +108,8 @@ def test_parameters_keep_dtype_identity_and_grads(device, opt_cls, dtype):
         assert w.grad is grad, "step must not replace .grad"
         np.testing.assert_array_equal(w.grad.numpy(), grad_before, err_msg="step changed .grad")
         # The first step packs parameters into one flat buffer; after that, updates are in place.
-        array = w.cached_data if array is None else array
-        assert w.dtype == np.dtype(dtype) and w.cached_data is array
+        array = w._array if array is None else array
+        assert w.dtype == np.dtype(dtype) and w._array is array
         assert w.op is None and w.requires_grad
     for entry in opt.state.values():
         assert all(np.dtype(v.dtype) == np.dtype(dtype) for v in entry.values() if hasattr(v, "dtype"))
@@ -169,9 +169,9 @@ def test_read_only_broadcast_parameter_is_copied_once(device):
     opt = SGD([w], lr=0.5)
     w.grad = ndl.Tensor(np.arange(6.0).reshape(2, 3), device=device, dtype="float64")
     opt.step()
-    first = w.cached_data
+    first = w._array
     opt.step()
-    assert w.cached_data is first, "the copy happens once; later steps update it in place"
+    assert w._array is first, "the copy happens once; later steps update it in place"
     np.testing.assert_allclose(w.numpy(), base - 2 * 0.5 * np.arange(6.0).reshape(2, 3))
     np.testing.assert_array_equal(base, [1.0, 2.0, 3.0])
 

@@ -1,7 +1,7 @@
 """needle's CPU backend: the backend contract on NumPy arrays.
 
 Arrays are plain ``numpy.ndarray`` objects, so course code that hands
-``tensor.cached_data`` to NumPy keeps working. Random numbers come from NumPy's
+``tensor._array`` to NumPy keeps working. Random numbers come from NumPy's
 global generator (``np.random.rand/randn/permutation``), so ``np.random.seed(n)``
 reproduces the course's reference values.
 """

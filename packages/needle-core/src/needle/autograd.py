@@ -1,6 +1,7 @@
 """Tensor and reverse-mode automatic differentiation.
 
-A Tensor holds a backend array (``cached_data``) and, when it needs a gradient,
+A Tensor holds a backend array (``_array``; ``cached_data`` shows it as the course's
+``NDArray``) and, when it needs a gradient,
 the op and inputs that made it. ``backward`` walks those links in reverse
 topological order (an iterative sort, so deep graphs never hit the recursion
 limit) and calls each op's ``gradient``, which is written in Tensor ops.
@@ -32,6 +33,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .backend_ndarray import NDArray
 from .device import Device, default_device
 from .device import device as _as_device
 
@@ -132,7 +134,7 @@ class Op:
         """
         wrap = TensorTuple if isinstance(node, TensorTuple) else Tensor
         grads = self.gradient_as_tuple(wrap.make_const(out_grad, device=node._device), node)
-        return tuple(None if g is None else g.cached_data for g in grads)
+        return tuple(None if g is None else g._array for g in grads)
 
     def check(self, *inputs: Value) -> None:
         """Called only after ``compute`` failed: raise a clearer error if you can."""
@@ -163,15 +165,34 @@ class TensorTupleOp(Op):
 
 
 class Value:
-    """A node of the computational graph."""
+    """A node of the computational graph.
 
-    __slots__ = ("op", "inputs", "cached_data", "requires_grad", "_device", "_seq",
+    ``_array`` holds the backend's plain array, which every op reads; ``cached_data``
+    (the course's name) shows it to users with the course's ``NDArray`` methods.
+    """
+
+    __slots__ = ("op", "inputs", "_array", "requires_grad", "_device", "_seq",
                  "__weakref__")
 
     op: Op | None
     inputs: tuple[Value, ...]
-    cached_data: Any
+    _array: Any
     requires_grad: bool
+
+    @property
+    def cached_data(self) -> Any:
+        """The data as the course's ``NDArray`` (on ``cpu``: a NumPy view with its methods).
+
+        Why a view, not the stored array itself: NumPy runs 1-1.5 µs slower per call on
+        an ndarray subclass, so ops keep plain arrays and only what users read is dressed.
+        The view shares memory: writing into it (``.flat[j] += eps``) changes the tensor.
+        """
+        a = self._array
+        return a.view(NDArray) if type(a) is np.ndarray else a
+
+    @cached_data.setter
+    def cached_data(self, data: Any) -> None:
+        self._array = _plain(data)
 
     def realize_cached_data(self) -> Any:
         return self.cached_data
@@ -190,7 +211,7 @@ class Value:
         value._seq = next(_creation)
         value.op = None
         value.inputs = ()
-        value.cached_data = data
+        value._array = _plain(data)
         value.requires_grad = requires_grad
         value._device = device or default_device()
         if issubclass(cls, Tensor):
@@ -206,12 +227,12 @@ class Value:
         first = inputs[0]
         dev = first._device
         if len(inputs) == 1:
-            arrays = (first.cached_data,)
+            arrays = (first._array,)
         else:
-            dtype = first.cached_data.dtype
+            dtype = first._array.dtype
             arrays = []  # one pass, no comprehension: this runs for every op
             for x in inputs:
-                a = x.cached_data
+                a = x._array
                 if x._device is not dev or a.dtype is not dtype:  # then look closer
                     _check_inputs(op, inputs, dev)
                 arrays.append(a)
@@ -225,7 +246,7 @@ class Value:
             raise NeedleError(_describe_failure(op, inputs, exc)) from None
         value = object.__new__(cls)
         value._seq = next(_creation)
-        value.cached_data = data
+        value._array = data
         value._device = dev
         if cls is Tensor:
             value.grad = None
@@ -242,9 +263,14 @@ class Value:
         return value
 
 
+def _plain(data: Any) -> Any:
+    """Undress a course ``NDArray`` (a view) back to the plain array that ops run on."""
+    return data.view(np.ndarray) if type(data) is NDArray else data
+
+
 def _check_inputs(op: Op, inputs: tuple[Value, ...], dev: Device) -> None:
     """Same device and (unless the op allows otherwise) same dtype for every input."""
-    dtype = inputs[0].cached_data.dtype
+    dtype = inputs[0]._array.dtype
     for x in inputs:
         if x._device is not dev and x._device != dev:
             devices = ", ".join(repr(y._device) for y in inputs)
@@ -252,9 +278,9 @@ def _check_inputs(op: Op, inputs: tuple[Value, ...], dev: Device) -> None:
                 f"{type(op).__name__}: inputs are on different devices ({devices}); "
                 f"move them with .to(device) first"
             )
-        xdtype = x.cached_data.dtype
+        xdtype = x._array.dtype
         if xdtype is not dtype and op.same_dtype and xdtype != dtype:
-            dtypes = ", ".join(str(y.cached_data.dtype) for y in inputs)
+            dtypes = ", ".join(str(y._array.dtype) for y in inputs)
             raise NeedleError(
                 f"{type(op).__name__}: inputs have different dtypes ({dtypes}); "
                 f"convert one with .astype(dtype): needle never casts silently"
@@ -262,7 +288,7 @@ def _check_inputs(op: Op, inputs: tuple[Value, ...], dev: Device) -> None:
 
 
 def _describe_failure(op: Op, inputs: tuple[Value, ...], exc: Exception) -> str:
-    shapes = ", ".join(str(tuple(x.cached_data.shape)) for x in inputs)
+    shapes = ", ".join(str(tuple(x._array.shape)) for x in inputs)
     return f"{op!r} failed on input shapes {shapes}: {exc}"
 
 
@@ -272,7 +298,7 @@ class TensorTuple(Value):
     __slots__ = ()
 
     def __len__(self) -> int:
-        return len(self.cached_data)
+        return len(self._array)
 
     def __getitem__(self, index: int) -> Tensor:
         return ops.tuple_get_item(self, index)
@@ -287,11 +313,11 @@ class TensorTuple(Value):
         return ops.make_tuple(*[self[i] + other[i] for i in range(len(self))])
 
     def detach(self) -> TensorTuple:
-        return TensorTuple.make_const(self.cached_data, device=self._device)
+        return TensorTuple.make_const(self._array, device=self._device)
 
     @property
     def shape(self) -> tuple[tuple[int, ...], ...]:
-        return tuple(a.shape for a in self.cached_data)
+        return tuple(a.shape for a in self._array)
 
     def __repr__(self) -> str:
         return f"needle.TensorTuple({self.tuple()!r})"
@@ -316,7 +342,7 @@ class Tensor(Value):
             dev = dev or array.device
             dtype = np.dtype(dtype) if dtype is not None else array.dtype
             if dev == array.device and dtype == array.dtype:
-                data = array.cached_data
+                data = array._array
             else:
                 data = dev.backend.array(array.numpy(), dtype)
         else:
@@ -326,7 +352,7 @@ class Tensor(Value):
         self._seq = next(_creation)
         self.op = None
         self.inputs = ()
-        self.cached_data = data
+        self._array = data
         self.requires_grad = requires_grad
         self._device = dev
         self.grad = None
@@ -334,23 +360,23 @@ class Tensor(Value):
     # -- basic properties --------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.cached_data.shape)
+        return tuple(self._array.shape)
 
     @property
     def dtype(self) -> np.dtype:
-        return self.cached_data.dtype
+        return self._array.dtype
 
     @property
     def ndim(self) -> int:
-        return len(self.cached_data.shape)
+        return len(self._array.shape)
 
     @property
     def size(self) -> int:
-        return math.prod(self.cached_data.shape)
+        return math.prod(self._array.shape)
 
     def numpy(self) -> np.ndarray:
         """The values as a NumPy array (shares memory on the CPU backend)."""
-        return self._device.backend.to_numpy(self.cached_data)
+        return self._device.backend.to_numpy(self._array)
 
     def item(self) -> float:
         return self.numpy().item()
@@ -365,7 +391,7 @@ class Tensor(Value):
     # -- graph management ----------------------------------------------------
     def detach(self) -> Tensor:
         """A constant sharing this tensor's data, outside any graph."""
-        return Tensor.make_const(self.cached_data, device=self._device)
+        return Tensor.make_const(self._array, device=self._device)
 
     @property
     def data(self) -> Tensor:
@@ -379,7 +405,7 @@ class Tensor(Value):
             raise NeedleError(f"Tensor.data: dtype {value.dtype} does not match {self.dtype}")
         if value.device != self.device:
             raise NeedleError(f"Tensor.data: device {value.device} does not match {self.device}")
-        self.cached_data = value.cached_data
+        self._array = value._array
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         self.requires_grad = flag
@@ -404,7 +430,7 @@ class Tensor(Value):
         """
         if out_grad is None:  # ones of the output's shape, as the course seeds it
             out_grad = Tensor.make_const(
-                self._device.backend.full(self.cached_data.shape, 1.0, self.dtype),
+                self._device.backend.full(self._array.shape, 1.0, self.dtype),
                 device=self._device)
         elif tuple(out_grad.shape) != self.shape:
             raise NeedleError(f"backward(): out_grad has shape {out_grad.shape}, "
@@ -567,7 +593,7 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
     Python time of a small model's backward). Only inputs that require grad are visited.
     Gradients travel as Tensors under ``create_graph`` and as backend arrays otherwise.
     """
-    grads: dict[Value, Any] = {output: out_grad if create_graph else out_grad.cached_data}
+    grads: dict[Value, Any] = {output: out_grad if create_graph else out_grad._array}
     leaves = [output] if output.op is None else []
     heap = [] if output.op is None else [(-output._seq, output)]
     while heap:

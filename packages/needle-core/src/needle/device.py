@@ -122,6 +122,9 @@ def _not_installed_message(name: str, installed: list[str]) -> str:
 REGISTRY = _Registry()
 
 
+_FORWARDED_DUNDERS = frozenset({"__tile_size__"})
+
+
 class Device:
     """A place where arrays live; a thin handle around a lazily loaded backend.
 
@@ -152,6 +155,18 @@ class Device:
         except (DeviceError, BackendUnavailable):
             return False
         return True
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else comes from the backend, as the course's devices forward to their
+        backend module (hw3 calls ``device.matmul_tiled`` and reads ``device.__tile_size__``)."""
+        if name.startswith("_") and name not in _FORWARDED_DUNDERS:
+            raise AttributeError(name)
+        try:
+            return getattr(self.backend, name)
+        except (DeviceError, BackendUnavailable) as exc:
+            raise AttributeError(f"{name!r}: {exc}") from None
+        except AttributeError:
+            raise AttributeError(f"device {self.name!r} has no attribute {name!r}") from None
 
     def __repr__(self) -> str:
         return f"{self.name}()"

@@ -41,8 +41,8 @@ class Linear(TensorOp):
     def vjp(self, g, node):
         x, w = node.inputs[:2]
         b = node.inputs[2] if len(node.inputs) > 2 else None
-        bk, xd = self.backend, x.cached_data
-        gx = bk.matmul(g, bk.transpose(w.cached_data, (1, 0))) if x.requires_grad else None
+        bk, xd = self.backend, x._array
+        gx = bk.matmul(g, bk.transpose(w._array, (1, 0))) if x.requires_grad else None
         if g.ndim != 2:  # (..., out): the leading axes are all batch
             xd = bk.reshape(xd, (-1, xd.shape[-1]))
             g = bk.reshape(g, (-1, g.shape[-1]))
@@ -85,7 +85,7 @@ class BatchNorm(TensorOp):
         x, weight, bias = node.inputs
         bk = self.backend
         dx, g_weight, g_bias = bk.batch_norm_backward(g, self.x_hat, self.inv_std,
-                                                      weight.cached_data)
+                                                      weight._array)
         return (dx if x.requires_grad else None, bk.reshape(g_weight, weight.shape),
                 bk.reshape(g_bias, bias.shape))
 

@@ -44,7 +44,7 @@ class EWiseAdd(TensorOp):
 
     def vjp(self, out_grad, node):
         a, b = node.inputs
-        if a.cached_data.shape == b.cached_data.shape:  # no broadcasting to undo
+        if a._array.shape == b._array.shape:  # no broadcasting to undo
             return out_grad, out_grad
         return super().vjp(out_grad, node)
 
@@ -83,11 +83,11 @@ class EWiseMul(TensorOp):
 
     def vjp(self, out_grad, node):
         a, b = node.inputs
-        if a.cached_data.shape != b.cached_data.shape:
+        if a._array.shape != b._array.shape:
             return super().vjp(out_grad, node)
         mul = self.backend.multiply
-        return (mul(out_grad, b.cached_data) if a.requires_grad else None,
-                mul(out_grad, a.cached_data) if b.requires_grad else None)
+        return (mul(out_grad, b._array) if a.requires_grad else None,
+                mul(out_grad, a._array) if b.requires_grad else None)
 
 
 def multiply(a: Tensor, b: Tensor) -> Tensor:

@@ -43,7 +43,7 @@ class Max(TensorOp):
         b = self.backend
         x = node.inputs[0]
         kshape = keepdims_shape(x.shape, self.axes)
-        hit = b.astype(b.equal(x.cached_data, b.reshape(node.cached_data, kshape)), x.dtype)
+        hit = b.astype(b.equal(x._array, b.reshape(node._array, kshape)), x.dtype)
         weights = b.divide(hit, b.sum(hit, self.axes, keepdims=True))
         return _expand(out_grad, x.shape, self.axes) * Tensor.make_const(weights, device=x.device)
 
@@ -61,7 +61,7 @@ def shifted_softmax(z: Tensor, axes: tuple[int, ...] | None) -> Tensor:
     softmax(z) for every c, so higher derivatives (create_graph) stay right.
     """
     b = z.device.backend
-    m = b.max(z.cached_data, axes, keepdims=True)
+    m = b.max(z._array, axes, keepdims=True)
     m = b.where(b.equal(b.subtract(m, m), 0.0), m, 0.0)  # an infinite max: shift by 0, no NaN
     e = exp(z - broadcast_to(Tensor.make_const(m, device=z.device), z.shape))
     return e / broadcast_to(summation(e, axes, keepdims=True), z.shape)

@@ -313,9 +313,9 @@ def _is_basic(index: Any) -> bool:
 
 def get_item(a: Tensor, index: Any) -> Tensor:
     if isinstance(index, Value):
-        index = index.cached_data
+        index = index._array
     elif isinstance(index, tuple):
-        index = tuple(i.cached_data if isinstance(i, Value) else i for i in index)
+        index = tuple(i._array if isinstance(i, Value) else i for i in index)
     if not _is_basic(index):
         b = a.device.backend
         items = index if isinstance(index, tuple) else (index,)

@@ -259,7 +259,7 @@ def _copy_to(value: Any, target: Tensor) -> Any:
     backend = target.device.backend
     if isinstance(value, Tensor):
         if value.device == target.device:
-            return backend.copy(value.cached_data)
+            return backend.copy(value._array)
         value = value.numpy()
     return backend.array(np.asarray(value), target.dtype)
 
@@ -267,7 +267,7 @@ def _copy_to(value: Any, target: Tensor) -> Any:
 def _move(t: Tensor, dev: Device) -> None:
     """Move ``t``'s data to ``dev`` in place, keeping the object (and its identity)."""
     if t.device != dev:
-        t.cached_data = dev.backend.array(t.numpy(), t.dtype)
+        t._array = dev.backend.array(t.numpy(), t.dtype)
         t._device = dev
 
 

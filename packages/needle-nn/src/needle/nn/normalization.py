@@ -60,8 +60,8 @@ class BatchNorm1d(Module):
         check_input(self, x, 2, 1, self.dim, "(N, {})")
         if self.training:
             # One fused op; it also updates the running statistics in place (no graph).
-            op = ops.BatchNorm(self.eps, self.running_mean.cached_data,
-                               self.running_var.cached_data, self.momentum)
+            op = ops.BatchNorm(self.eps, self.running_mean._array,
+                               self.running_var._array, self.momentum)
             return op(x, self.weight, self.bias)
         centred = x - self.running_mean.reshape((1, self.dim)).broadcast_to(x.shape)
         std = ((self.running_var + self.eps) ** 0.5).reshape((1, self.dim)).broadcast_to(x.shape)

@@ -29,7 +29,7 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float,
     total = 0.0
     for p in params:
         backend = p.device.backend
-        g = backend.astype(p.grad.cached_data, np.dtype("float64"))
+        g = backend.astype(p.grad._array, np.dtype("float64"))
         total += float(backend.to_numpy(backend.sum(backend.multiply(g, g))))
     norm = math.sqrt(total)
     if not math.isfinite(norm):
@@ -40,7 +40,7 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float,
     if scale < 1.0:
         for p in params:
             grad = p.grad
-            grad_data = grad.device.backend.multiply(grad.cached_data, scale)
+            grad_data = grad.device.backend.multiply(grad._array, scale)
             p.grad = Tensor.make_const(grad.device.backend.astype(grad_data, grad.dtype),
                                        device=grad.device)
     return norm

@@ -89,9 +89,9 @@ class Optimizer:
         grads = []
         for p, view in zip(self.params, self._flat.views):
             g = p.grad
-            if g is None or p.cached_data is not view:
+            if g is None or p._array is not view:
                 return None
-            g = g.cached_data
+            g = g._array
             if g.shape != view.shape:
                 return None  # the per-parameter path names the culprit
             grads.append(g)
@@ -100,7 +100,7 @@ class Optimizer:
     # -- helpers for step() ---------------------------------------------------------
     def _arrays(self, i: int, p: Tensor) -> tuple[Array, Array]:
         """``p``'s writeable array and its gradient's array, after checking they match."""
-        data, grad = p.cached_data, p.grad.cached_data
+        data, grad = p._array, p.grad._array
         if grad.shape != data.shape:
             raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape "
                              f"{tuple(data.shape)} but its grad has shape {tuple(grad.shape)}")
@@ -112,7 +112,7 @@ class Optimizer:
                 or 0 in getattr(data, "strides", ()):
             # A read-only or broadcast view (several elements share memory):
             # give the parameter its own array once, then update that in place.
-            data = p.cached_data = p.device.backend.copy(data)
+            data = p._array = p.device.backend.copy(data)
         return data, grad
 
     def _update_failed(self, i: int, p: Tensor, exc: Exception) -> ValueError:
@@ -219,14 +219,14 @@ class _Flat:
                 offset += n
             return flat, views
 
-        flat_params, views = packed([p.cached_data for p in params])
+        flat_params, views = packed([p._array for p in params])
         state, state_views = {}, {}
         for name in names:
             state[name], state_views[name] = packed(
                 [opt.state.get(i, {}).get(name) for i in range(len(params))])
         step = steps.pop() if steps else 0
         for i, p in enumerate(params):
-            p.cached_data = views[i]
+            p._array = views[i]
             entry = opt.state.setdefault(i, {})
             for name in names:
                 entry[name] = state_views[name][i]
