@@ -205,3 +205,21 @@ def test_schedules_move_groups_with_their_own_lr():
     assert fresh.optimizer.param_groups[0]["lr"] == pytest.approx(0.25)
     with pytest.raises(ValueError, match="group_base_lrs"):
         optim.StepLR(optim.SGD([a], lr=0.1), 1).load_state_dict(state)
+
+
+def test_add_param_group(device):
+    a, b = (ndl.Tensor(np.ones(2), device=device, dtype=F64) for _ in range(2))
+    opt = optim.Adam([a], lr=0.1)
+    a.grad = ndl.Tensor(np.ones(2), device=device, dtype=F64)
+    opt.step()
+    opt.add_param_group({"params": [b], "lr": 0.5})
+    assert opt.params == [a, b] and opt.param_groups[1]["lr"] == 0.5
+    b.grad = ndl.Tensor(np.ones(2), device=device, dtype=F64)
+    opt.step()  # b's first Adam step moves it by lr: bias correction makes m̂/√v̂ = 1
+    np.testing.assert_allclose(b.numpy(), [0.5, 0.5], rtol=1e-6)
+    with pytest.raises(ValueError, match="already in another group"):
+        opt.add_param_group({"params": [a]})
+    with pytest.raises(ValueError, match="invalid lr"):
+        opt.add_param_group({"params": [ndl.Tensor([1.0])], "lr": -2})
+    with pytest.raises(TypeError, match="expects a dict"):
+        opt.add_param_group([b])

@@ -55,6 +55,23 @@ class Optimizer:
             for group in self.param_groups:
                 self.validate(**self._group_hyper(group))
 
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        """Append a parameter group (PyTorch's way to train layers unfrozen later); its
+        parameters get the next indices, with fresh state."""
+        if not isinstance(group, dict):
+            raise TypeError(f"{type(self).__name__}.add_param_group expects a dict with "
+                            f"'params', got {type(group).__name__}")
+        known = {id(p) for p in self.params}
+        new = self._parse_groups([{"params": []}] * len(self.param_groups) + [group])[-1]
+        if any(id(p) in known for p in new["params"]):
+            raise ValueError(f"{type(self).__name__}.add_param_group: a parameter is already in "
+                             f"another group")
+        if hasattr(self, self.hyper_names[0]):
+            self.validate(**self._group_hyper(new))
+        self.param_groups.append(new)
+        self.params.extend(new["params"])
+        self._flat = None  # pack again with the new parameters
+
     def _parse_groups(self, params: Iterable[Any]) -> list[dict[str, Any]]:
         """``params`` as a list of groups, each ``{"params": [unique Tensors], overrides}``
         (plus ``"param_names"`` when names came with them); every check names the culprit."""
@@ -124,9 +141,12 @@ class Optimizer:
     def _hyper_runs(self) -> list[tuple[dict[str, Any], int, int]]:
         """(hyper-parameters, first, end) over runs of consecutive parameters that share
         them: one run for the usual single group, so the fused path stays one call."""
+        groups = self.param_groups
+        if len(groups) == 1:  # the usual case, on every step: no merging to do
+            return [(self._group_hyper(groups[0]), 0, len(self.params))]
         runs: list[tuple[dict[str, Any], int, int]] = []
         start = 0
-        for group in self.param_groups:
+        for group in groups:
             hyper, end = self._group_hyper(group), start + len(group["params"])
             if end == start:
                 continue
