@@ -241,3 +241,16 @@ def test_safetensors_between_torch_and_needle(tmp_path):
     ndl.save(mine.state_dict(), tmp_path / "mine.safetensors")
     back = st.load_file(str(tmp_path / "mine.safetensors"))
     np.testing.assert_array_equal(back["modules.0.weight"].numpy(), ref[0].weight.detach().numpy().T)
+
+
+def test_containers_have_torchs_state_dict_keys():
+    """Same nesting, same names: a ModuleList/ModuleDict model's keys are PyTorch's."""
+    ref = torch.nn.ModuleDict({"enc": torch.nn.ModuleList([torch.nn.Linear(3, 3),
+                                                           torch.nn.Linear(3, 2)]),
+                               "norm": torch.nn.LayerNorm(2)})
+    mine = nn.ModuleDict({"enc": nn.ModuleList([nn.Linear(3, 3), nn.Linear(3, 2)]),
+                          "norm": nn.LayerNorm1d(2)})
+    assert list(mine.state_dict()) == list(ref.state_dict())
+    nn.load_torch_state_dict(mine, ref.state_dict())
+    np.testing.assert_array_equal(mine["enc"][1].weight.numpy(),
+                                  ref["enc"][1].weight.detach().numpy().T)
