@@ -96,6 +96,10 @@ class CUDABackend(Backend):
     def copy(self, a: Any) -> Any:
         return self.xp.copy(a)
 
+    def from_dlpack(self, x: Any) -> Any:
+        """``x``'s GPU memory as a CuPy array, no copy (``needle.from_dlpack``)."""
+        return self.xp.from_dlpack(x)
+
     # -- random: CuPy's global generator (cuRAND) ------------------------------------
     def seed(self, n: int) -> None:
         self.xp.random.seed(n)

@@ -43,6 +43,7 @@ from .device import (  # noqa: E402
     device,
     manual_seed,
 )
+from .interop import from_dlpack  # noqa: E402
 from .ops import *  # noqa: E402,F403
 from .serialization import CheckpointError, load, save  # noqa: E402
 

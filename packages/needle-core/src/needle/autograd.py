@@ -568,6 +568,19 @@ class Tensor(Value):
     def T(self) -> Tensor:  # noqa: N802 - NumPy's name
         return self.transpose()
 
+    # -- DLPack (the logic is in needle/interop.py) -----------------------------------
+    def __dlpack__(self, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
+                   copy: bool | None = None) -> Any:
+        """Share this Tensor's memory with ``torch/jax/np.from_dlpack`` (no copy, no graph)."""
+        from .interop import dlpack_capsule
+
+        return dlpack_capsule(self, stream, max_version, dl_device, copy)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        from .interop import dlpack_device
+
+        return dlpack_device(self)
+
 
 def compute_gradient_of_variables(output: Tensor, out_grad: Tensor,
                                   create_graph: bool = False) -> None:

@@ -7,8 +7,9 @@ model and optimizer state dicts, the epoch, the seed, a data loader's position.
 **Why .npz plus a JSON manifest.** Loading must never run code, so pickle (and
 ``torch.save``'s format, which is pickle) is out. A ``.npz`` is a zip of ``.npy``
 arrays that ``np.load(..., allow_pickle=False)`` reads as plain data; NumPy is
-already needle's one dependency, and safetensors would add another for no gain
-here. The tree's shape, the Python scalars and, per array, its dtype, shape and
+already needle's one dependency, while safetensors (an optional extra, chosen by a
+``.safetensors`` suffix: ``needle/safetensors_file.py``) holds only flat tensor dicts.
+The tree's shape, the Python scalars and, per array, its dtype, shape and
 whether it was a Tensor (and its ``requires_grad``) live in a JSON document
 stored as a ``uint8`` array member. The zip's CRC-32 over every member catches
 corrupt bytes; truncation loses the zip directory. Either way ``load`` raises
@@ -33,6 +34,7 @@ import numpy as np
 from .autograd import Tensor
 from .device import Device, default_device
 from .device import device as _as_device
+from .safetensors_file import is_safetensors, load_safetensors, save_safetensors
 
 __all__ = ["CheckpointError", "load", "save"]
 
@@ -55,7 +57,10 @@ def save(obj: Any, path: PathLike) -> None:
     The object is checked completely before the disk is touched: an unsupported
     value raises ``TypeError`` naming where it sits in ``obj``. A Tensor that
     appears twice (tied weights) is stored once and loads as one Tensor.
+    A path ending in ``.safetensors`` writes that format instead (a flat state_dict).
     """
+    if is_safetensors(path):
+        return save_safetensors(obj, path)
     path = os.fspath(path)
     arrays: dict[str, np.ndarray] = {}
     table: dict[str, dict[str, Any]] = {}
@@ -156,8 +161,11 @@ def load(path: PathLike, device: Device | str | None = None) -> Any:
 
     ``device`` defaults to the default device. Any problem with the file (missing,
     unreadable, truncated, corrupt, not a needle checkpoint) raises
-    :class:`CheckpointError` naming the file.
+    :class:`CheckpointError` naming the file. A ``.safetensors`` path gives its dict
+    of name -> Tensor.
     """
+    if is_safetensors(path):
+        return load_safetensors(path, device)
     path = os.fspath(path)
     dev = _as_device(device) if device is not None else default_device()
     tree = _read(path)

@@ -5,7 +5,7 @@ PyTorch's conventions (named_parameters, state_dict, load_state_dict, to, repr).
 """
 
 from .activation import ReLU, Sigmoid, Tanh
-from .container import Residual, Sequential
+from .container import ModuleDict, ModuleList, Residual, Sequential
 from .conv import Conv
 from .dropout import Dropout
 from .embedding import Embedding
@@ -13,10 +13,13 @@ from .linear import Flatten, Identity, Linear
 from .loss import SoftmaxLoss
 from .module import IncompatibleKeys, Module, Parameter
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm1d
-from .rnn import LSTM, RNN, LSTMCell, RNNCell
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .torch_weights import convert_torch_state_dict, load_torch_state_dict
 
 __all__ = [
-    "LSTM", "RNN", "BatchNorm1d", "BatchNorm2d", "Conv", "Dropout", "Embedding", "Flatten",
-    "Identity", "IncompatibleKeys", "LSTMCell", "LayerNorm1d", "Linear", "Module", "Parameter",
+    "GRU", "LSTM", "RNN", "BatchNorm1d", "BatchNorm2d", "Conv", "Dropout", "Embedding", "Flatten",
+    "GRUCell", "Identity", "IncompatibleKeys", "LSTMCell", "LayerNorm1d", "Linear", "Module",
+    "ModuleDict", "ModuleList", "Parameter",
     "RNNCell", "ReLU", "Residual", "Sequential", "Sigmoid", "SoftmaxLoss", "Tanh",
+    "convert_torch_state_dict", "load_torch_state_dict",
 ]

@@ -1,10 +1,12 @@
-"""Recurrent layers (the course's hw4): ``RNNCell``, ``RNN``, ``LSTMCell``, ``LSTM``.
+"""Recurrent layers: ``RNNCell``, ``RNN``, ``LSTMCell``, ``LSTM`` (the course's hw4) and
+``GRUCell``, ``GRU``.
 
-Sequences are seq-first: ``(seq_len, batch, features)``; hidden states are
-``(num_layers, batch, hidden_size)``. Every weight is uniform(-k, k) with
-k = √(1/hidden_size), drawn per layer in the order W_ih, W_hh, bias_ih, bias_hh so
-seeded runs reproduce the course's numbers. Weights are stored ``(in, out)``: the
-cell computes x W_ih + h W_hh + b.
+Sequences are seq-first, ``(seq_len, batch, features)``, unless ``batch_first=True``
+(``(batch, seq_len, features)``); hidden states are always
+``(num_layers, batch, hidden_size)``, as in PyTorch. Every weight is uniform(-k, k)
+with k = √(1/hidden_size), drawn per layer in the order W_ih, W_hh, bias_ih, bias_hh
+so seeded runs reproduce the course's numbers. Weights are stored ``(in, gates·hidden)``:
+the cell computes x W_ih + h W_hh + b, and a PyTorch ``weight_ih_l0`` loads transposed.
 """
 
 from __future__ import annotations
@@ -44,17 +46,25 @@ class _Cell(Module):
         self.bias_ih = _uniform(k, width, device=device, dtype=dtype) if bias else None
         self.bias_hh = _uniform(k, width, device=device, dtype=dtype) if bias else None
 
-    def _affine(self, x: Tensor, h: Tensor) -> Tensor:
+    def _check(self, x: Tensor, h: Tensor) -> None:
         check_input(self, x, 2, 1, self.input_size, "(N, {})")
         if h.shape != (x.shape[0], self.hidden_size):
             raise NeedleError(f"{describe(self)}: hidden state must have shape "
                               f"{(x.shape[0], self.hidden_size)}, got {h.shape}")
+
+    def _bias(self, b: Tensor, out: Tensor) -> Tensor:
+        return out + b.reshape((1, self.gates * self.hidden_size)).broadcast_to(out.shape)
+
+    def _affine(self, x: Tensor, h: Tensor) -> Tensor:
+        self._check(x, h)
         out = x @ self.W_ih + h @ self.W_hh
         if self.bias_ih is not None:
-            width = self.gates * self.hidden_size
-            b = (self.bias_ih + self.bias_hh).reshape((1, width))
-            out = out + b.broadcast_to(out.shape)
+            out = self._bias(self.bias_ih + self.bias_hh, out)
         return out
+
+    def _split(self, gates: Tensor) -> Any:
+        """(N, gates·hidden) -> ``gates`` tensors of (N, hidden)."""
+        return ops.split(gates.reshape((gates.shape[0], self.gates, self.hidden_size)), 1)
 
     def _zeros(self, x: Tensor) -> Tensor:
         return init.zeros(x.shape[0], self.hidden_size, device=x.device, dtype=x.dtype)
@@ -64,7 +74,29 @@ class _Cell(Module):
 
 
 class RNNCell(_Cell):
-    """h' = σ(x W_ih + b_ih + h W_hh + b_hh) with σ tanh or relu; h defaults to zeros."""
+    """An Elman RNN step.
+
+    .. math::
+
+        h' = \\sigma(x W_{ih} + b_{ih} + h W_{hh} + b_{hh})
+
+    with σ tanh or relu. Shapes: x ``(N, input_size)``, h and h' ``(N, hidden_size)``;
+    a missing h is zeros.
+
+    Args:
+        input_size (int): features of x.
+        hidden_size (int): features of h.
+        bias (bool, optional): learn ``bias_ih`` and ``bias_hh``. Default: ``True``.
+        nonlinearity (str, optional): ``"tanh"`` or ``"relu"``. Default: ``"tanh"``.
+        device (Device, optional): where the weights live. Default: the default device.
+        dtype (str, optional): weight dtype. Default: ``"float32"``.
+
+    Example:
+        >>> import needle as ndl, needle.nn as nn
+        >>> cell = nn.RNNCell(3, 4)
+        >>> cell(ndl.init.randn(2, 3)).shape
+        (2, 4)
+    """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  nonlinearity: str = "tanh", device: Any = None, dtype: Any = "float32") -> None:
@@ -80,7 +112,31 @@ class RNNCell(_Cell):
 
 
 class LSTMCell(_Cell):
-    """The LSTM step with gates i, f, g, o (PyTorch's order); (h, c) default to zeros."""
+    """A long short-term memory step, gates in PyTorch's order i, f, g, o.
+
+    .. math::
+
+        i, f, g, o &= \\text{split}(x W_{ih} + b_{ih} + h W_{hh} + b_{hh}) \\\\
+        c' &= \\sigma(f) \\odot c + \\sigma(i) \\odot \\tanh(g) \\\\
+        h' &= \\sigma(o) \\odot \\tanh(c')
+
+    Shapes: x ``(N, input_size)``; h, c, h', c' ``(N, hidden_size)``; W_ih
+    ``(input_size, 4·hidden_size)``, W_hh ``(hidden_size, 4·hidden_size)``. A missing
+    ``(h, c)`` is zeros. Returns ``(h', c')``.
+
+    Args:
+        input_size (int): features of x.
+        hidden_size (int): features of h and c.
+        bias (bool, optional): learn ``bias_ih`` and ``bias_hh``. Default: ``True``.
+        device (Device, optional): where the weights live. Default: the default device.
+        dtype (str, optional): weight dtype. Default: ``"float32"``.
+
+    Example:
+        >>> import needle as ndl, needle.nn as nn
+        >>> h, c = nn.LSTMCell(3, 4)(ndl.init.randn(2, 3))
+        >>> h.shape, c.shape
+        ((2, 4), (2, 4))
+    """
 
     gates = 4
 
@@ -91,99 +147,242 @@ class LSTMCell(_Cell):
     def forward(self, x: Tensor, h: tuple[Tensor, Tensor] | None = None
                 ) -> tuple[Tensor, Tensor]:
         h0, c0 = (self._zeros(x), self._zeros(x)) if h is None else h
-        gates = self._affine(x, h0)
-        i, f, g, o = ops.split(gates.reshape((x.shape[0], 4, self.hidden_size)), 1)
+        i, f, g, o = self._split(self._affine(x, h0))
         i, f, g, o = ops.sigmoid(i), ops.sigmoid(f), ops.tanh(g), ops.sigmoid(o)
         c = f * c0 + i * g
         return o * ops.tanh(c), c
 
 
-def _split_layers(name: str, h: Tensor, num_layers: int, batch: int, hidden: int) -> list:
-    if h.shape != (num_layers, batch, hidden):
-        raise NeedleError(f"{name}: initial state must have shape (num_layers, batch, "
-                          f"hidden_size) = {(num_layers, batch, hidden)}, got {h.shape}")
-    return list(ops.split(h, 0))
+class GRUCell(_Cell):
+    """A gated recurrent unit step, gates in PyTorch's order r, z, n.
 
+    .. math::
 
-class RNN(Module):
-    """A stack of ``num_layers`` RNN cells run over a (seq_len, batch, input_size) sequence.
+        r &= \\sigma(x W_{ir} + b_{ir} + h W_{hr} + b_{hr}) \\\\
+        z &= \\sigma(x W_{iz} + b_{iz} + h W_{hz} + b_{hz}) \\\\
+        n &= \\tanh(x W_{in} + b_{in} + r \\odot (h W_{hn} + b_{hn})) \\\\
+        h' &= (1 - z) \\odot n + z \\odot h
 
-    ``forward(X, h0=None)`` returns (output (seq_len, batch, hidden) of the last layer,
-    h_n (num_layers, batch, hidden)).
+    The blocks r, z, n sit side by side in ``W_ih (input_size, 3·hidden_size)``,
+    ``W_hh (hidden_size, 3·hidden_size)`` and the biases ``(3·hidden_size,)``, so
+    PyTorch's ``weight_ih`` is ``W_ih`` transposed. Shapes: x ``(N, input_size)``,
+    h and h' ``(N, hidden_size)``; a missing h is zeros.
+
+    Args:
+        input_size (int): features of x.
+        hidden_size (int): features of h.
+        bias (bool, optional): learn ``bias_ih`` and ``bias_hh``. Default: ``True``.
+        device (Device, optional): where the weights live. Default: the default device.
+        dtype (str, optional): weight dtype. Default: ``"float32"``.
+
+    Example:
+        >>> import needle as ndl, needle.nn as nn
+        >>> cell = nn.GRUCell(3, 4)
+        >>> cell(ndl.init.randn(2, 3)).shape
+        (2, 4)
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 nonlinearity: str = "tanh", device: Any = None, dtype: Any = "float32") -> None:
+    gates = 3
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 device: Any = None, dtype: Any = "float32") -> None:
+        super().__init__(input_size, hidden_size, bias, device, dtype)
+
+    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
+        h = self._zeros(x) if h is None else h
+        self._check(x, h)
+        gi, gh = x @ self.W_ih, h @ self.W_hh  # n needs h's part apart from x's: no sum
+        if self.bias_ih is not None:
+            gi, gh = self._bias(self.bias_ih, gi), self._bias(self.bias_hh, gh)
+        i_r, i_z, i_n = self._split(gi)
+        h_r, h_z, h_n = self._split(gh)
+        r, z = ops.sigmoid(i_r + h_r), ops.sigmoid(i_z + h_z)
+        n = ops.tanh(i_n + r * h_n)
+        return n + z * (h - n)  # = (1 - z) n + z h, one op fewer
+
+
+class _Stacked(Module):
+    """``num_layers`` cells run over a sequence, each layer reading the one below.
+
+    Subclasses name their cell class and the attribute holding the cells (the course's
+    ``rnn_cells``/``lstm_cells``), and say how a layer's state is split and stacked.
+    """
+
+    cell_type: type[_Cell]
+    cells_name: str
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, bias: bool,
+                 batch_first: bool, device: Any, dtype: Any, **cell_args: Any) -> None:
         super().__init__()
-        if num_layers < 1:
-            raise NeedleError(f"RNN: num_layers must be >= 1, got {num_layers}")
+        name = type(self).__name__
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+            raise NeedleError(f"{name}: num_layers must be an int >= 1, got {num_layers!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
-        self.rnn_cells = [RNNCell(input_size if i == 0 else hidden_size, hidden_size, bias,
-                                  nonlinearity, device=device, dtype=dtype)
-                          for i in range(num_layers)]
+        self.batch_first = bool(batch_first)
+        cells = [self.cell_type(input_size if i == 0 else hidden_size, hidden_size, bias,
+                                device=device, dtype=dtype, **cell_args)
+                 for i in range(num_layers)]
+        setattr(self, self.cells_name, cells)
 
-    def forward(self, X: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:  # noqa: N803
-        check_input(self, X, 3, 2, self.input_size, "(seq_len, N, {})")
-        seq_len, batch = X.shape[0], X.shape[1]
-        hs = [None] * self.num_layers if h0 is None else \
-            _split_layers("RNN", h0, self.num_layers, batch, self.hidden_size)
-        inputs = list(ops.split(X, 0))
-        h_n = []
-        for cell, h in zip(self.rnn_cells, hs):
+    def forward(self, X: Tensor, h: Any = None) -> tuple[Tensor, Any]:  # noqa: N803
+        layout = "(N, seq_len, {})" if self.batch_first else "(seq_len, N, {})"
+        check_input(self, X, 3, 2, self.input_size, layout)
+        time = 1 if self.batch_first else 0
+        batch = X.shape[1 - time]
+        states = [None] * self.num_layers if h is None else self._layer_states(h, batch)
+        inputs = list(ops.split(X, time))
+        finals = []
+        for cell, state in zip(getattr(self, self.cells_name), states):
             outputs = []
-            for t in range(seq_len):
-                h = cell(inputs[t], h)
-                outputs.append(h)
-            h_n.append(h)
+            for x_t in inputs:
+                state = cell(x_t, state)
+                outputs.append(self._output(state))
+            finals.append(state)
             inputs = outputs
-        return ops.stack(inputs, 0), ops.stack(h_n, 0)
+        return ops.stack(inputs, time), self._final(finals)
+
+    # One Tensor per layer (RNN, GRU); LSTM overrides these for its (h, c) pairs.
+    def _layer_states(self, h: Tensor, batch: int) -> list[Any]:
+        return self._split_layers(h, batch)
+
+    def _output(self, state: Any) -> Tensor:
+        return state
+
+    def _final(self, states: list[Any]) -> Any:
+        return ops.stack(states, 0)
+
+    def _split_layers(self, h: Any, batch: int) -> list[Tensor]:
+        shape = (self.num_layers, batch, self.hidden_size)
+        if not isinstance(h, Tensor) or h.shape != shape:
+            got = h.shape if isinstance(h, Tensor) else type(h).__name__
+            raise NeedleError(f"{type(self).__name__}: initial state must have shape "
+                              f"(num_layers, batch, hidden_size) = {shape}, got {got}")
+        return list(ops.split(h, 0))
 
     def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        first = ", batch_first=True" if self.batch_first else ""
+        return f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}{first}"
 
 
-class LSTM(Module):
-    """A stack of ``num_layers`` LSTM cells run over a (seq_len, batch, input_size) sequence.
+class RNN(_Stacked):
+    """A stack of ``num_layers`` :class:`RNNCell` layers run over a sequence.
 
-    ``forward(X, h=None)`` with h = (h0, c0), each (num_layers, batch, hidden), returns
-    (output (seq_len, batch, hidden), (h_n, c_n)).
+    ``forward(X, h0=None)`` returns ``(output, h_n)``: the last layer's h at every step
+    and every layer's last h. Shapes: X ``(seq_len, N, input_size)`` (``(N, seq_len,
+    input_size)`` with ``batch_first``), output ``(seq_len, N, hidden_size)`` (or
+    ``(N, seq_len, hidden_size)``), h0 and h_n ``(num_layers, N, hidden_size)``.
+
+    Args:
+        input_size (int): features of X.
+        hidden_size (int): features of each layer's h.
+        num_layers (int, optional): layers stacked. Default: ``1``.
+        bias (bool, optional): learn biases. Default: ``True``.
+        nonlinearity (str, optional): ``"tanh"`` or ``"relu"``. Default: ``"tanh"``.
+        device (Device, optional): where the weights live. Default: the default device.
+        dtype (str, optional): weight dtype. Default: ``"float32"``.
+        batch_first (bool, optional): X and output are batch-major. Default: ``False``.
+
+    Example:
+        >>> import needle as ndl, needle.nn as nn
+        >>> out, h_n = nn.RNN(3, 4, num_layers=2)(ndl.init.randn(5, 2, 3))
+        >>> out.shape, h_n.shape
+        ((5, 2, 4), (2, 2, 4))
     """
 
+    cell_type = RNNCell
+    cells_name = "rnn_cells"
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 device: Any = None, dtype: Any = "float32") -> None:
-        super().__init__()
-        if num_layers < 1:
-            raise NeedleError(f"LSTM: num_layers must be >= 1, got {num_layers}")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.lstm_cells = [LSTMCell(input_size if i == 0 else hidden_size, hidden_size, bias,
-                                    device=device, dtype=dtype)
-                           for i in range(num_layers)]
+                 nonlinearity: str = "tanh", device: Any = None, dtype: Any = "float32",
+                 batch_first: bool = False) -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, device, dtype,
+                         nonlinearity=nonlinearity)
+
+    def forward(self, X: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:  # noqa: N803
+        return super().forward(X, h0)
+
+
+class LSTM(_Stacked):
+    """A stack of ``num_layers`` :class:`LSTMCell` layers run over a sequence.
+
+    ``forward(X, h=None)`` with ``h = (h0, c0)`` returns ``(output, (h_n, c_n))``.
+    Shapes: X ``(seq_len, N, input_size)`` (``(N, seq_len, input_size)`` with
+    ``batch_first``), output ``(seq_len, N, hidden_size)`` (or batch-major), h0, c0,
+    h_n, c_n ``(num_layers, N, hidden_size)``.
+
+    Args:
+        input_size (int): features of X.
+        hidden_size (int): features of each layer's h and c.
+        num_layers (int, optional): layers stacked. Default: ``1``.
+        bias (bool, optional): learn biases. Default: ``True``.
+        device (Device, optional): where the weights live. Default: the default device.
+        dtype (str, optional): weight dtype. Default: ``"float32"``.
+        batch_first (bool, optional): X and output are batch-major. Default: ``False``.
+
+    Example:
+        >>> import needle as ndl, needle.nn as nn
+        >>> out, (h_n, c_n) = nn.LSTM(3, 4, batch_first=True)(ndl.init.randn(2, 5, 3))
+        >>> out.shape, c_n.shape
+        ((2, 5, 4), (1, 2, 4))
+    """
+
+    cell_type = LSTMCell
+    cells_name = "lstm_cells"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 device: Any = None, dtype: Any = "float32", batch_first: bool = False) -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, device, dtype)
 
     def forward(self, X: Tensor, h: tuple[Tensor, Tensor] | None = None  # noqa: N803
                 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        check_input(self, X, 3, 2, self.input_size, "(seq_len, N, {})")
-        seq_len, batch = X.shape[0], X.shape[1]
-        if h is None:
-            states: list = [None] * self.num_layers
-        else:
-            hs = _split_layers("LSTM", h[0], self.num_layers, batch, self.hidden_size)
-            cs = _split_layers("LSTM", h[1], self.num_layers, batch, self.hidden_size)
-            states = list(zip(hs, cs))
-        inputs = list(ops.split(X, 0))
-        h_n, c_n = [], []
-        for cell, state in zip(self.lstm_cells, states):
-            outputs = []
-            for t in range(seq_len):
-                state = cell(inputs[t], state)
-                outputs.append(state[0])
-            h_n.append(state[0])
-            c_n.append(state[1])
-            inputs = outputs
-        return ops.stack(inputs, 0), (ops.stack(h_n, 0), ops.stack(c_n, 0))
+        return super().forward(X, h)
 
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+    def _layer_states(self, h: Any, batch: int) -> list[Any]:
+        if not isinstance(h, (tuple, list)) or len(h) != 2:
+            raise NeedleError(f"LSTM: the initial state must be a pair (h0, c0), "
+                              f"got {type(h).__name__}")
+        return list(zip(self._split_layers(h[0], batch), self._split_layers(h[1], batch)))
+
+    def _output(self, state: Any) -> Tensor:
+        return state[0]
+
+    def _final(self, states: list[Any]) -> Any:
+        return ops.stack([s[0] for s in states], 0), ops.stack([s[1] for s in states], 0)
+
+
+class GRU(_Stacked):
+    """A stack of ``num_layers`` :class:`GRUCell` layers run over a sequence.
+
+    ``forward(X, h0=None)`` returns ``(output, h_n)``: the last layer's h at every step
+    and every layer's last h. Shapes: X ``(seq_len, N, input_size)`` (``(N, seq_len,
+    input_size)`` with ``batch_first``), output ``(seq_len, N, hidden_size)`` (or
+    batch-major), h0 and h_n ``(num_layers, N, hidden_size)``. The cells are kept in
+    ``gru_cells``; ``gru_cells.{l}.W_ih`` is PyTorch's ``weight_ih_l{l}`` transposed.
+
+    Args:
+        input_size (int): features of X.
+        hidden_size (int): features of each layer's h.
+        num_layers (int, optional): layers stacked. Default: ``1``.
+        bias (bool, optional): learn biases. Default: ``True``.
+        device (Device, optional): where the weights live. Default: the default device.
+        dtype (str, optional): weight dtype. Default: ``"float32"``.
+        batch_first (bool, optional): X and output are batch-major. Default: ``False``.
+
+    Example:
+        >>> import needle as ndl, needle.nn as nn
+        >>> out, h_n = nn.GRU(3, 4, num_layers=2)(ndl.init.randn(5, 2, 3))
+        >>> out.shape, h_n.shape
+        ((5, 2, 4), (2, 2, 4))
+    """
+
+    cell_type = GRUCell
+    cells_name = "gru_cells"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 device: Any = None, dtype: Any = "float32", batch_first: bool = False) -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, device, dtype)
+
+    def forward(self, X: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:  # noqa: N803
+        return super().forward(X, h0)

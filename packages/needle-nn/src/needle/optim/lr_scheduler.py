@@ -2,7 +2,9 @@
 
 ``schedule(epoch)`` is the closed-form rate (no state, no drift); ``step()``
 advances the epoch and writes the rate into ``optimizer.lr``. Call ``step()``
-once per epoch after the optimizer's steps, as in PyTorch.
+once per epoch after the optimizer's steps, as in PyTorch. A parameter group with
+its own ``"lr"`` follows the same schedule from that rate (PyTorch's per-group
+``base_lrs``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ class LRScheduler:
                             f"got {type(optimizer).__name__}")
         self.optimizer = optimizer
         self.base_lr: float = optimizer.lr
+        self.group_base_lrs: dict[int, float] = {
+            g: group["lr"] for g, group in enumerate(getattr(optimizer, "param_groups", ()))
+            if "lr" in group}
         self.last_epoch = 0
 
     def __call__(self, epoch: int) -> float:
@@ -30,22 +35,44 @@ class LRScheduler:
     def step(self) -> float:
         """Advance one epoch, set and return the optimizer's new learning rate."""
         self.last_epoch += 1
-        self.optimizer.lr = self(self.last_epoch)
+        self._apply(self.last_epoch)
         return self.optimizer.lr
+
+    def _apply(self, epoch: int) -> None:
+        """Write the rate at ``epoch`` into the optimizer and into groups with their own lr."""
+        self.optimizer.lr = self(epoch)
+        base = self.base_lr
+        try:
+            for g, group_base in self.group_base_lrs.items():
+                self.base_lr = group_base  # the closed form, from the group's own start
+                self.optimizer.param_groups[g]["lr"] = self(epoch)
+        finally:
+            self.base_lr = base
 
     def get_last_lr(self) -> float:
         return self(self.last_epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"base_lr": self.base_lr, "last_epoch": self.last_epoch}
+        state: dict[str, Any] = {"base_lr": self.base_lr, "last_epoch": self.last_epoch}
+        if self.group_base_lrs:
+            state["group_base_lrs"] = dict(self.group_base_lrs)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_range(type(self).__name__, "base_lr", state.get("base_lr"), 0.0)
         epoch = state.get("last_epoch")
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"{type(self).__name__}: invalid last_epoch: {epoch!r}")
+        groups = state.get("group_base_lrs", {})
+        if not isinstance(groups, dict) or set(groups) != set(self.group_base_lrs):
+            raise ValueError(f"{type(self).__name__}: group_base_lrs {groups!r:.60} does not "
+                             f"match the optimizer's groups with their own lr "
+                             f"{sorted(self.group_base_lrs)}")
+        for lr in groups.values():
+            check_range(type(self).__name__, "group base_lr", lr, 0.0)
         self.base_lr, self.last_epoch = state["base_lr"], epoch
-        self.optimizer.lr = self(epoch)
+        self.group_base_lrs = dict(groups)
+        self._apply(epoch)
 
 
 class StepLR(LRScheduler):

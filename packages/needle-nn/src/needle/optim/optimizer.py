@@ -26,25 +26,140 @@ class Optimizer:
     Subclasses list their hyper-parameters in ``hyper_names`` and their
     per-parameter state arrays in ``state_arrays``; ``self.state[i]`` maps those
     names to backend arrays, and the names in ``state_ints`` (Adam's ``"step"``) to ints.
+
+    ``params`` is an iterable of Tensors, of ``(name, Tensor)`` pairs (what
+    ``model.named_parameters()`` yields), or PyTorch's parameter groups: a list of
+    dicts ``{"params": [...], "lr": ..., ...}`` whose other keys override the
+    optimizer's hyper-parameters for that group. ``self.lr`` (and the other
+    attributes) are the defaults a group without its own value follows, so a
+    schedule that sets ``optimizer.lr`` moves them; ``param_groups[g]`` can be
+    edited between steps, as in PyTorch.
     """
 
     hyper_names: tuple[str, ...] = ("lr",)
+    #: Group keys that stand for several hyper-parameters (Adam's ``betas``).
+    hyper_aliases: dict[str, tuple[str, ...]] = {}
     state_arrays: tuple[str, ...] = ()
     state_ints: tuple[str, ...] = ()
 
-    def __init__(self, params: Iterable[Tensor]) -> None:
-        params = list(params)
-        unique: dict[int, Tensor] = {}
-        for i, p in enumerate(params):
-            if not isinstance(p, Tensor):
-                raise TypeError(f"{type(self).__name__}: params[{i}] is a {type(p).__name__}, "
-                                f"not a Tensor")
-            unique.setdefault(id(p), p)  # a shared module lists its weights twice: update once
-        if not unique:
+    def __init__(self, params: Iterable[Any], **defaults: float) -> None:
+        for name, value in defaults.items():
+            setattr(self, name, value)
+        self.param_groups: list[dict[str, Any]] = self._parse_groups(params)
+        self.params: list[Tensor] = [p for g in self.param_groups for p in g["params"]]
+        if not self.params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
-        self.params: list[Tensor] = list(unique.values())
         self.state: dict[int, dict[str, Any]] = {}
         self._flat: _Flat | None = None
+        if defaults:
+            for group in self.param_groups:
+                self.validate(**self._group_hyper(group))
+
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        """Append a parameter group (PyTorch's way to train layers unfrozen later); its
+        parameters get the next indices, with fresh state."""
+        if not isinstance(group, dict):
+            raise TypeError(f"{type(self).__name__}.add_param_group expects a dict with "
+                            f"'params', got {type(group).__name__}")
+        known = {id(p) for p in self.params}
+        new = self._parse_groups([{"params": []}] * len(self.param_groups) + [group])[-1]
+        if any(id(p) in known for p in new["params"]):
+            raise ValueError(f"{type(self).__name__}.add_param_group: a parameter is already in "
+                             f"another group")
+        if hasattr(self, self.hyper_names[0]):
+            self.validate(**self._group_hyper(new))
+        self.param_groups.append(new)
+        self.params.extend(new["params"])
+        self._flat = None  # pack again with the new parameters
+
+    def _parse_groups(self, params: Iterable[Any]) -> list[dict[str, Any]]:
+        """``params`` as a list of groups, each ``{"params": [unique Tensors], overrides}``
+        (plus ``"param_names"`` when names came with them); every check names the culprit."""
+        name = type(self).__name__
+        if isinstance(params, (Tensor, dict)):
+            raise TypeError(f"{name}: params must be an iterable of Tensors or of parameter "
+                            f"groups, got a single {type(params).__name__}")
+        items = list(params)
+        if items and all(isinstance(item, dict) for item in items):
+            raw = items
+        elif any(isinstance(item, dict) for item in items):
+            raise TypeError(f"{name}: params mixes parameter-group dicts with Tensors; give a "
+                            f"list of groups or a list of Tensors")
+        else:
+            raw = [{"params": items}]
+        seen: dict[int, int] = {}
+        groups = []
+        for g, spec in enumerate(raw):
+            where = f"param group {g}" if items is raw else "params"
+            if "params" not in spec:
+                raise ValueError(f"{name}: {where} has no 'params' key")
+            group = self._group_overrides(spec, where)
+            tensors, names = [], []
+            for i, item in enumerate(_as_list(spec["params"])):
+                label, p = item if isinstance(item, tuple) and len(item) == 2 else (None, item)
+                if not isinstance(p, Tensor):
+                    raise TypeError(f"{name}: {where}[{i}] is a {type(p).__name__}, not a Tensor")
+                if id(p) in seen:
+                    if seen[id(p)] != g:  # within a group: a shared weight listed twice
+                        raise ValueError(f"{name}: a parameter is in both param group "
+                                         f"{seen[id(p)]} and {g}")
+                    continue
+                seen[id(p)] = g
+                tensors.append(p)
+                names.append(label)
+            group["params"] = tensors
+            if any(n is not None for n in names):
+                group["param_names"] = names
+            groups.append(group)
+        return groups
+
+    def _group_overrides(self, spec: dict[str, Any], where: str) -> dict[str, Any]:
+        """A group's hyper-parameter overrides, aliases expanded, unknown keys refused."""
+        name = type(self).__name__
+        group: dict[str, Any] = {}
+        for key, value in spec.items():
+            if key in ("params", "param_names"):
+                continue
+            if key in self.hyper_aliases:
+                parts = self.hyper_aliases[key]
+                if not isinstance(value, (tuple, list)) or len(value) != len(parts):
+                    raise ValueError(f"{name}: {where}: {key} must be a tuple of {len(parts)} "
+                                     f"numbers, got {value!r}")
+                group.update(zip(parts, value))
+            elif key in self.hyper_names:
+                group[key] = value
+            else:
+                known = sorted([*self.hyper_names, *self.hyper_aliases])
+                raise ValueError(f"{name}: {where} has unknown hyper-parameter {key!r} "
+                                 f"(known: {known})")
+        return group
+
+    def _group_hyper(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The hyper-parameters in force for ``group``: its overrides, else the defaults."""
+        return {k: group[k] if k in group else getattr(self, k) for k in self.hyper_names}
+
+    def _hyper_runs(self) -> list[tuple[dict[str, Any], int, int]]:
+        """(hyper-parameters, first, end) over runs of consecutive parameters that share
+        them: one run for the usual single group, so the fused path stays one call."""
+        groups = self.param_groups
+        if len(groups) == 1:  # the usual case, on every step: no merging to do
+            return [(self._group_hyper(groups[0]), 0, len(self.params))]
+        runs: list[tuple[dict[str, Any], int, int]] = []
+        start = 0
+        for group in groups:
+            hyper, end = self._group_hyper(group), start + len(group["params"])
+            if end == start:
+                continue
+            if runs and runs[-1][0] == hyper:
+                runs[-1] = (hyper, runs[-1][1], end)
+            else:
+                runs.append((hyper, start, end))
+            start = end
+        return runs
+
+    def _hyper_of(self) -> list[dict[str, Any]]:
+        """Each parameter's hyper-parameters, for the per-parameter path."""
+        return [hyper for hyper, start, end in self._hyper_runs() for _ in range(start, end)]
 
     def step(self) -> None:
         raise NotImplementedError
@@ -131,8 +246,24 @@ class Optimizer:
             p = self.params[i]
             state[i] = {k: Tensor.make_const(p.device.backend.copy(v), device=p.device)
                         if k in self.state_arrays else v for k, v in entry.items()}
-        return {"optimizer": type(self).__name__, "num_params": len(self.params),
-                "hyper": {k: getattr(self, k) for k in self.hyper_names}, "state": state}
+        out = {"optimizer": type(self).__name__, "num_params": len(self.params),
+               "hyper": {k: getattr(self, k) for k in self.hyper_names}, "state": state}
+        groups = self._groups_state()
+        if groups != self._groups_state(plain=True):
+            out["groups"] = groups  # only when there are groups: old snapshots stay as they were
+        return out
+
+    def _groups_state(self, plain: bool = False) -> list[dict[str, Any]]:
+        """Each group's parameter indices and overrides (``plain``: one group, no overrides)."""
+        if plain:
+            return [{"params": list(range(len(self.params)))}]
+        out, start = [], 0
+        for group in self.param_groups:
+            end = start + len(group["params"])
+            overrides = {k: v for k, v in group.items() if k in self.hyper_names}
+            out.append({"params": list(range(start, end)), **overrides})
+            start = end
+        return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue exactly where ``state_dict`` was taken (same parameters, same order).
@@ -154,6 +285,18 @@ class Optimizer:
             raise ValueError(f"{name}.load_state_dict: hyper-parameters {sorted(hyper)} != "
                              f"{sorted(self.hyper_names)}")
         self.validate(**hyper)
+        groups = state_dict.get("groups", self._groups_state(plain=True))
+        mine = self._groups_state()
+        if not isinstance(groups, list) or len(groups) != len(mine) or any(
+                not isinstance(g, dict) or list(g.get("params", ())) != m["params"]
+                or not set(g) - {"params"} <= set(self.hyper_names)
+                for g, m in zip(groups, mine)):
+            sizes = [len(m["params"]) for m in mine]
+            raise ValueError(f"{name}.load_state_dict: the state dict's parameter groups "
+                             f"{groups!r:.80} do not match this optimizer's ({len(mine)} groups "
+                             f"of {sizes} parameters)")
+        for g in groups:
+            self.validate(**{**hyper, **{k: v for k, v in g.items() if k != "params"}})
         new_state = {}
         expected = set(self.state_arrays) | set(self.state_ints)
         for i, entry in state_dict.get("state", {}).items():
@@ -165,6 +308,10 @@ class Optimizer:
                             for k, v in entry.items()}
         for k, v in hyper.items():
             setattr(self, k, v)
+        for group, g in zip(self.param_groups, groups):
+            for k in self.hyper_names:
+                group.pop(k, None)
+            group.update({k: v for k, v in g.items() if k != "params"})
         self.state = new_state
         self._flat = None  # the packed buffers hold the old state
 
@@ -193,6 +340,15 @@ class _Flat:
         self.views = views
         self.state = state
         self.state_views = state_views
+        self.offsets = [0]
+        for view in views:
+            self.offsets.append(self.offsets[-1] + int(np.prod(view.shape)))
+
+    def window(self, flat: Array | None, first: int, end: int) -> Array | None:
+        """The part of a flat buffer holding parameters ``first..end-1`` (a view)."""
+        if flat is None or (first == 0 and end == len(self.views)):
+            return flat
+        return self.backend.getitem(flat, slice(self.offsets[first], self.offsets[end]))
 
     @classmethod
     def pack(cls, opt: Optimizer, names: tuple[str, ...]) -> _Flat | None:
@@ -243,3 +399,9 @@ def check_range(owner: str, name: str, value: Any, low: float, high: float = mat
     if not ok:
         bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
         raise ValueError(f"{owner}: invalid {name}: {value!r} (must be a number in {bound})")
+
+
+def _as_list(params: Any) -> list[Any]:
+    if isinstance(params, Tensor):
+        return [params]  # PyTorch accepts a lone Tensor as a group's params
+    return list(params)

@@ -3,28 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-from needle.autograd import Tensor
+from typing import Any
 
 from .optimizer import Optimizer, check_range
 
 
 class SGD(Optimizer):
-    """``g = grad + weight_decay*θ;  u = momentum*u + (1-momentum)*g;  θ = θ - lr*u``.
+    """Stochastic gradient descent with the course's momentum.
+
+    .. math::
+
+        g = \\nabla_\\theta + \\lambda\\theta,\\quad u \\leftarrow \\mu u + (1-\\mu) g,
+        \\quad \\theta \\leftarrow \\theta - \\eta u
 
     This is the course's rule: the velocity ``u`` is an *average* of gradients
     (PyTorch's SGD sums them instead, so the same ``lr`` moves (1-momentum)× as far
     here). ``u`` starts at zero. Parameters whose ``grad`` is None are skipped.
+
+    Args:
+        params (Iterable): Tensors, ``(name, Tensor)`` pairs or parameter groups
+            (dicts with ``"params"`` and any of the keyword arguments below).
+        lr (float, optional): learning rate η. Default: ``0.01``.
+        momentum (float, optional): μ in [0, 1). Default: ``0.0``.
+        weight_decay (float, optional): L2 penalty λ. Default: ``0.0``.
+
+    Example:
+        >>> import needle.nn as nn, needle.optim as optim
+        >>> model = nn.Linear(3, 2)
+        >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     """
 
     hyper_names = ("lr", "momentum", "weight_decay")
     state_arrays = ("velocity",)
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 0.01, momentum: float = 0.0,
+    def __init__(self, params: Iterable[Any], lr: float = 0.01, momentum: float = 0.0,
                  weight_decay: float = 0.0) -> None:
         self.validate(lr=lr, momentum=momentum, weight_decay=weight_decay)
-        super().__init__(params)
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     @classmethod
     def validate(cls, lr: float, momentum: float, weight_decay: float) -> None:
@@ -34,21 +49,26 @@ class SGD(Optimizer):
         check_range(cls.__name__, "weight_decay", weight_decay, 0.0)
 
     def step(self) -> None:
-        lr, momentum, wd = self.lr, self.momentum, self.weight_decay
-        fused = self._flat_arrays(("velocity",) if momentum else ())
+        runs = self._hyper_runs()
+        fused = self._flat_arrays(("velocity",) if any(h["momentum"] for h, _, _ in runs) else ())
         if fused is not None:
             flat, grad = fused
-            flat.backend.sgd_update(flat.params, grad, flat.state.get("velocity"), lr,
-                                    momentum, wd)
+            velocity = flat.state.get("velocity")
+            for h, first, end in runs:
+                flat.backend.sgd_update(flat.window(flat.params, first, end),
+                                        flat.window(grad, first, end),
+                                        flat.window(velocity, first, end),
+                                        h["lr"], h["momentum"], h["weight_decay"])
             return
-        for i, p in enumerate(self.params):
+        for i, (p, h) in enumerate(zip(self.params, self._hyper_of())):
             if p.grad is None:
                 continue
             data, grad = self._arrays(i, p)
             entry = self.state.get(i)
             try:
                 velocity = p.device.backend.sgd_update(
-                    data, grad, entry["velocity"] if entry else None, lr, momentum, wd)
+                    data, grad, entry["velocity"] if entry else None, h["lr"], h["momentum"],
+                    h["weight_decay"])
             except Exception as exc:
                 raise self._update_failed(i, p, exc) from exc
             if velocity is not None and entry is None:
