@@ -52,7 +52,7 @@ def from_dlpack(x: Any, requires_grad: bool = False) -> Tensor:
         [7.0, 1.0, 2.0]
     """
     if isinstance(x, Tensor):
-        return Tensor.make_const(x.cached_data, requires_grad, x.device)
+        return Tensor.make_const(x._array, requires_grad, x.device)
     if not (hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__")):
         raise TypeError(f"from_dlpack: a {type(x).__module__}.{type(x).__name__} does not "
                         f"support DLPack (no __dlpack__/__dlpack_device__); pass a "
@@ -95,7 +95,7 @@ def dlpack_capsule(t: Tensor, stream: Any = None, max_version: Any = None,
     exported to older consumers; unless ``copy=False`` it is exported as a copy then,
     which the array API allows when ``copy`` is None.
     """
-    data = t.cached_data
+    data = t._array
     kwargs = {k: v for k, v in (("stream", stream), ("max_version", max_version),
                                 ("dl_device", dl_device), ("copy", copy)) if v is not None}
     try:
@@ -118,5 +118,5 @@ def _export(data: Any, kwargs: dict[str, Any]) -> Any:
 
 def dlpack_device(t: Tensor) -> tuple[int, int]:
     """``(device type, device id)`` of ``t``'s memory (``Tensor.__dlpack_device__``)."""
-    kind, index = t.cached_data.__dlpack_device__()
+    kind, index = t._array.__dlpack_device__()
     return int(kind), int(index)
