@@ -15,9 +15,10 @@ Rules worth knowing:
   Only leaves (tensors not made by an op) keep ``.grad``.
 * **Higher order** gradients: ``backward(create_graph=True)`` records the graph of
   the gradient computation, so ``x.grad`` can itself be differentiated.
-* **dtypes.** Float32 by default. Tensors combined in one op must share a dtype
-  (a mismatch is an error naming both: no silent up- or down-casting); Python
-  scalars are weak and take the tensor's dtype.
+* **dtypes** follow one policy, written down in ``needle.dtypes``: arrays keep
+  their dtype, lists and scalars become float32, mixed dtypes promote as NumPy
+  does (through an ``AsType`` node, so gradients come back in each input's
+  dtype), Python scalars are weak, and only floating-point tensors require grad.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ class Op:
     """
 
     backend: Any
-    #: Whether all inputs must share a dtype (checked once, in ``make_from_op``).
+    #: Whether inputs of different dtypes are promoted to one (``needle.dtypes``) before
+    #: ``compute``; ops whose inputs play different roles (labels, tuples) say False.
     same_dtype = True
 
     def __call__(self, *args: Any) -> Any:
@@ -213,7 +215,9 @@ class Value:
             for x in inputs:
                 a = x.cached_data
                 if x._device is not dev or a.dtype is not dtype:  # then look closer
-                    _check_inputs(op, inputs, dev)
+                    promoted = _check_inputs(op, inputs, dev)
+                    if promoted is not None:
+                        return cls.make_from_op(op, promoted)
                 arrays.append(a)
         op.backend = dev._backend or dev.backend
         try:
@@ -242,9 +246,9 @@ class Value:
         return value
 
 
-def _check_inputs(op: Op, inputs: tuple[Value, ...], dev: Device) -> None:
-    """Same device and (unless the op allows otherwise) same dtype for every input."""
-    dtype = inputs[0].cached_data.dtype
+def _check_inputs(op: Op, inputs: tuple[Value, ...], dev: Device) -> tuple[Value, ...] | None:
+    """Same device for every input, or an error; inputs of mixed dtypes promoted to one
+    (``dtypes.result_type``) through ``AsType`` nodes, or ``None`` when nothing changes."""
     for x in inputs:
         if x._device is not dev and x._device != dev:
             devices = ", ".join(repr(y._device) for y in inputs)
@@ -252,13 +256,13 @@ def _check_inputs(op: Op, inputs: tuple[Value, ...], dev: Device) -> None:
                 f"{type(op).__name__}: inputs are on different devices ({devices}); "
                 f"move them with .to(device) first"
             )
-        xdtype = x.cached_data.dtype
-        if xdtype is not dtype and op.same_dtype and xdtype != dtype:
-            dtypes = ", ".join(str(y.cached_data.dtype) for y in inputs)
-            raise NeedleError(
-                f"{type(op).__name__}: inputs have different dtypes ({dtypes}); "
-                f"convert one with .astype(dtype): needle never casts silently"
-            )
+    if not op.same_dtype:
+        return None
+    found = [x.cached_data.dtype for x in inputs]
+    target = dtypes.result_type(*found)
+    if all(d == target for d in found):
+        return None
+    return tuple(x if d == target else ops.astype(x, target) for x, d in zip(inputs, found))
 
 
 def _describe_failure(op: Op, inputs: tuple[Value, ...], exc: Exception) -> str:
@@ -300,9 +304,10 @@ class TensorTuple(Value):
 class Tensor(Value):
     """An n-dimensional array on a device, with reverse-mode autograd.
 
-    ``Tensor(data, device=None, dtype=None, requires_grad=True)``: ``data`` may be a
-    Tensor (its dtype is kept unless given), a NumPy array, a list or a scalar
-    (stored as float32 unless ``dtype`` says otherwise).
+    ``Tensor(data, device=None, dtype=None, requires_grad=None)``: ``data`` may be a
+    Tensor or a NumPy array (its dtype is kept unless given), a list or a scalar
+    (float32 unless ``dtype`` says otherwise). ``requires_grad`` defaults to True for
+    floating-point tensors and is always False for integer and bool ones.
     """
 
     __slots__ = ("grad", "__dict__")
@@ -310,7 +315,9 @@ class Tensor(Value):
     grad: Tensor | None
 
     def __init__(self, array: Any, *, device: Device | str | None = None,
-                 dtype: Any = None, requires_grad: bool = True, **kwargs: Any) -> None:
+                 dtype: Any = None, requires_grad: bool | None = None, **kwargs: Any) -> None:
+        if kwargs:
+            raise TypeError(_unknown_keywords(kwargs))
         dev = _as_device(device) if device is not None else None
         if isinstance(array, Tensor):
             dev = dev or array.device
@@ -321,13 +328,13 @@ class Tensor(Value):
                 data = dev.backend.array(array.numpy(), dtype)
         else:
             dev = dev or default_device()
-            dtype = np.dtype(dtype if dtype is not None else "float32")
+            dtype = dtypes.infer_dtype(array, dtype)
             data = dev.backend.array(array, dtype)
         self._seq = next(_creation)
         self.op = None
         self.inputs = ()
         self.cached_data = data
-        self.requires_grad = requires_grad
+        self.requires_grad = dtypes.resolve_requires_grad(dtype, requires_grad)
         self._device = dev
         self.grad = None
 
@@ -382,7 +389,7 @@ class Tensor(Value):
         self.cached_data = value.cached_data
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
-        self.requires_grad = flag
+        self.requires_grad = dtypes.resolve_requires_grad(self.dtype, flag)
         return self
 
     def astype(self, dtype: Any) -> Tensor:
@@ -544,6 +551,21 @@ class Tensor(Value):
         return self.transpose()
 
 
+_TENSOR_KEYWORDS = ("device", "dtype", "requires_grad")
+
+
+def _unknown_keywords(kwargs: dict[str, Any]) -> str:
+    """Name the unknown keywords of ``Tensor(...)`` (a typo must not be silently ignored)."""
+    import difflib
+
+    parts = []
+    for key in kwargs:
+        close = difflib.get_close_matches(key, _TENSOR_KEYWORDS, n=1)
+        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (f"Tensor() got unknown keyword argument(s) {', '.join(parts)}; "
+            f"it takes {', '.join(_TENSOR_KEYWORDS)}")
+
+
 def compute_gradient_of_variables(output: Tensor, out_grad: Tensor,
                                   create_graph: bool = False) -> None:
     """Reverse-mode AD: give every leaf that requires grad its ``.grad``.
@@ -631,4 +653,4 @@ def find_topo_sort(nodes: Iterable[Value]) -> list[Value]:
 
 
 # Imported last (ops build on the classes above); Tensor methods use it at call time.
-from . import ops  # noqa: E402
+from . import dtypes, ops  # noqa: E402
