@@ -121,7 +121,7 @@ def test_gradcheck_checks_gradient_shape_and_dtype():
 
 
 def test_gradcheck_warns_on_float32_and_checks_in_float64(device):
-    x = ndl.Tensor(_x((2, 3)), device=device)  # float32 by default
+    x = ndl.Tensor(_x((2, 3)), device=device, dtype="float32")
     with pytest.warns(UserWarning, match="input 0 is float32"):
         assert gradcheck(lambda a: a.exp().sum(), x)
 

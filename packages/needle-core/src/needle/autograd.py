@@ -62,6 +62,10 @@ class NeedleError(ValueError):
     """Bad input to a needle op: names the op, shapes, dtypes or devices involved."""
 
 
+class NeedleIndexError(NeedleError, IndexError):
+    """An index that does not fit (an ``IndexError``, so ``for row in x`` stops as in Python)."""
+
+
 class no_grad:  # noqa: N801 - named like torch.no_grad
     """Context manager and decorator: ops inside build no graph."""
 
@@ -359,7 +363,10 @@ class Tensor(Value):
         """The values as a NumPy array (shares memory on the CPU backend)."""
         return self._device.backend.to_numpy(self.cached_data)
 
-    def item(self) -> float:
+    def item(self) -> Any:
+        """The single element as a Python number."""
+        if self.size != 1:
+            raise NeedleError(f"item() needs a tensor of one element, got shape {self.shape}")
         return self.numpy().item()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -367,7 +374,10 @@ class Tensor(Value):
         return out.astype(dtype) if dtype is not None else out
 
     def __len__(self) -> int:
-        return self.shape[0]
+        shape = self.cached_data.shape
+        if not shape:
+            raise TypeError("len() of a 0-d tensor")
+        return shape[0]
 
     # -- graph management ----------------------------------------------------
     def detach(self) -> Tensor:
@@ -429,6 +439,9 @@ class Tensor(Value):
         return str(self.numpy())
 
     def __bool__(self) -> bool:
+        if self.size != 1:
+            raise NeedleError(f"the truth value of a tensor of shape {self.shape} is ambiguous: "
+                              f"use .any() or .all()")
         return bool(self.numpy())
 
     def __float__(self) -> float:
@@ -438,96 +451,226 @@ class Tensor(Value):
         return int(self.numpy())
 
     # -- operators -------------------------------------------------------------
+    # A NumPy array or list operand becomes a constant Tensor (its dtype kept, so it
+    # promotes as NumPy would); Python and NumPy scalars stay weak scalars.
     def __add__(self, other: Any) -> Tensor:
+        other = _operand(self, other)
         if isinstance(other, Tensor):
             return ops.EWiseAdd()(self, other)
         return ops.AddScalar(other)(self)
 
     def __mul__(self, other: Any) -> Tensor:
+        other = _operand(self, other)
         if isinstance(other, Tensor):
             return ops.EWiseMul()(self, other)
         return ops.MulScalar(other)(self)
 
     def __pow__(self, other: Any) -> Tensor:
+        other = _operand(self, other)
         if isinstance(other, Tensor):
             return ops.EWisePow()(self, other)
         return ops.PowerScalar(other)(self)
 
     def __rpow__(self, other: Any) -> Tensor:
-        return ops.exp(self * float(np.log(other)))  # c ** x = exp(x log c)
+        # c ** x by the backend's power, not exp(x log c): right for c <= 0 (0 ** 0 = 1)
+        return ops.EWisePow()(_operand(self, other, always=True), self)
 
     def __sub__(self, other: Any) -> Tensor:
+        other = _operand(self, other)
         if isinstance(other, Tensor):
             return ops.EWiseAdd()(self, ops.Negate()(other))
         return ops.AddScalar(-other)(self)
 
     def __rsub__(self, other: Any) -> Tensor:
+        other = _operand(self, other)
+        if isinstance(other, Tensor):
+            return ops.EWiseAdd()(other, ops.Negate()(self))
         return ops.AddScalar(other)(ops.Negate()(self))
 
     def __truediv__(self, other: Any) -> Tensor:
+        other = _operand(self, other)
         if isinstance(other, Tensor):
             return ops.EWiseDiv()(self, other)
         return ops.DivScalar(other)(self)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return ops.MulScalar(other)(ops.PowerScalar(-1)(self))
+        other = _operand(self, other)
+        if isinstance(other, Tensor):
+            return ops.EWiseDiv()(other, self)
+        return ops.MulScalar(other)(ops.PowerScalar(-1)(ops.astype(self, dtypes.float_dtype(
+            self.dtype)) if self.dtype.kind in "biu" else self))
 
     def __matmul__(self, other: Tensor) -> Tensor:
-        return ops.MatMul()(self, other)
+        return ops.MatMul()(self, _operand(self, other, always=True))
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return ops.MatMul()(_operand(self, other, always=True), self)
 
     def __neg__(self) -> Tensor:
         return ops.Negate()(self)
 
+    def __abs__(self) -> Tensor:
+        return ops.abs(self)
+
+    def __radd__(self, other: Any) -> Tensor:
+        other = _operand(self, other)
+        if isinstance(other, Tensor):
+            return ops.EWiseAdd()(other, self)
+        return ops.AddScalar(other)(self)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        other = _operand(self, other)
+        if isinstance(other, Tensor):
+            return ops.EWiseMul()(other, self)
+        return ops.MulScalar(other)(self)
+
+    # -- comparisons and logic: element-wise, bool results --------------------------
+    def __lt__(self, other: Any) -> Tensor:
+        return ops.compare("less", self, _operand(self, other))
+
+    def __le__(self, other: Any) -> Tensor:
+        return ops.compare("less_equal", self, _operand(self, other))
+
+    def __gt__(self, other: Any) -> Tensor:
+        return ops.compare("greater", self, _operand(self, other))
+
+    def __ge__(self, other: Any) -> Tensor:
+        return ops.compare("greater_equal", self, _operand(self, other))
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        # ``t == None`` stays a Python bool: course code writes ``if self.bias != None``
+        if other is None or not _comparable(other):
+            return NotImplemented
+        return ops.compare("equal", self, _operand(self, other))
+
+    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+        if other is None or not _comparable(other):
+            return NotImplemented
+        return ops.compare("not_equal", self, _operand(self, other))
+
+    # Hash by identity: the autograd (and course code) key dicts by tensors.
+    __hash__ = object.__hash__
+
+    def eq(self, other: Any) -> Tensor:
+        """Element-wise equality (the same as ``==``)."""
+        return ops.compare("equal", self, _operand(self, other))
+
+    def ne(self, other: Any) -> Tensor:
+        return ops.compare("not_equal", self, _operand(self, other))
+
+    def __and__(self, other: Any) -> Tensor:
+        return ops.logical_and(self, other)
+
+    def __or__(self, other: Any) -> Tensor:
+        return ops.logical_or(self, other)
+
+    def __xor__(self, other: Any) -> Tensor:
+        return ops.logic.logical("xor", self, other)
+
+    __rand__ = __and__
+    __ror__ = __or__
+    __rxor__ = __xor__
+
+    def __invert__(self) -> Tensor:
+        return ops.logical_not(self)
+
+    def any(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.any(self, axes, keepdims, **kw)
+
+    def all(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.all(self, axes, keepdims, **kw)
+
+    # -- indexing and iteration --------------------------------------------------------
     def __getitem__(self, index: Any) -> Tensor:
         return ops.get_item(self, index)
 
-    def __lt__(self, other: Any) -> Tensor:
-        return self._compare("less", other)
+    def __iter__(self):
+        if not self.cached_data.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.cached_data.shape[0]))
 
-    def __le__(self, other: Any) -> Tensor:
-        return self._compare("less_equal", other)
+    # -- NumPy interoperation ------------------------------------------------------------
+    # ``ndarray + tensor`` comes here (NumPy asks its operands first): answer with a Tensor,
+    # so autograd is kept; ufuncs without a Tensor counterpart are refused (TypeError).
+    __array_priority__ = 1000
 
-    def __gt__(self, other: Any) -> Tensor:
-        return self._compare("greater", other)
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        fn = _UFUNCS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
+        if fn is None:
+            return NotImplemented
+        return fn(*(x if isinstance(x, Tensor) else _operand(self, x, always=True)
+                    for x in inputs))
 
-    def __ge__(self, other: Any) -> Tensor:
-        return self._compare("greater_equal", other)
+    # -- reductions (``axes=``, ``axis=`` or ``dim=``; ``keepdims=`` or ``keepdim=``) ---
+    def sum(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.sum(self, axes, keepdims, **kw)
 
-    def eq(self, other: Any) -> Tensor:
-        """Element-wise equality as a float tensor (``==`` stays identity, for hashing)."""
-        return self._compare("equal", other)
+    def max(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.amax(self, axes, keepdims, **kw)
 
-    def _compare(self, fn: str, other: Any) -> Tensor:
-        return ops.Compare(fn)(self, other) if isinstance(other, Tensor) \
-            else ops.Compare(fn, other)(self)
+    def min(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.amin(self, axes, keepdims, **kw)
 
-    __radd__ = __add__
-    __rmul__ = __mul__
-    __hash__ = object.__hash__
+    def mean(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.mean(self, axes, keepdims, **kw)
 
-    # -- methods -------------------------------------------------------------------
-    def sum(self, axes: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.summation(self, axes, keepdims)
+    def var(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.var(self, axes, keepdims, **kw)
 
-    def max(self, axes: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.max(self, axes, keepdims)
+    def std(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.std(self, axes, keepdims, **kw)
 
-    def broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
-        return ops.broadcast_to(self, shape)
+    def prod(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.prod(self, axes, keepdims, **kw)
+
+    def argmax(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.argmax(self, axes, keepdims, **kw)
+
+    def argmin(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.argmin(self, axes, keepdims, **kw)
+
+    def logsumexp(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        axes, keepdims = ops.reduction_args("logsumexp", axes, keepdims, **kw)
+        return ops.logsumexp(self, axes, keepdims)
+
+    def softmax(self, axis: Any = -1, **kw: Any) -> Tensor:
+        return ops.softmax(self, axis, **kw)
+
+    # -- shapes ------------------------------------------------------------------------
+    def broadcast_to(self, *shape: Any) -> Tensor:
+        return ops.broadcast_to(self, ops.views._dims(shape))
 
     def reshape(self, *shape: Any) -> Tensor:
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return ops.reshape(self, shape)
+        return ops.reshape(self, ops.views._dims(shape))
 
-    def transpose(self, axes: tuple[int, int] | None = None) -> Tensor:
-        return ops.transpose(self, axes)
+    def view(self, *shape: Any) -> Tensor:
+        return ops.view(self, *shape)
+
+    def transpose(self, *axes: Any) -> Tensor:
+        """``transpose()`` (the last two axes, as the course), ``transpose((i, j))`` (the
+        course) or ``transpose(i, j)`` (PyTorch): swap two axes."""
+        if not axes or (len(axes) == 1 and axes[0] is None):
+            return ops.transpose(self, None)
+        return ops.transpose(self, ops.views._dims(axes))
 
     def permute(self, *axes: Any) -> Tensor:
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return ops.permute(self, axes)
+        return ops.permute(self, ops.views._dims(axes))
 
+    def unsqueeze(self, dim: int) -> Tensor:
+        return ops.unsqueeze(self, dim)
+
+    def squeeze(self, dim: Any = None) -> Tensor:
+        return ops.squeeze(self, dim)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return ops.flatten(self, start_dim, end_dim)
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802 - NumPy's name
+        """The last two axes swapped (the matrix transpose; PyTorch's ``mT`` beyond 2-D)."""
+        return self.transpose()
+
+    # -- element-wise ----------------------------------------------------------------
     def matmul(self, other: Tensor) -> Tensor:
         return self @ other
 
@@ -546,9 +689,59 @@ class Tensor(Value):
     def sigmoid(self) -> Tensor:
         return ops.sigmoid(self)
 
-    @property
-    def T(self) -> Tensor:  # noqa: N802 - NumPy's name
-        return self.transpose()
+    def sqrt(self) -> Tensor:
+        return ops.sqrt(self)
+
+    def sin(self) -> Tensor:
+        return ops.sin(self)
+
+    def cos(self) -> Tensor:
+        return ops.cos(self)
+
+    def abs(self) -> Tensor:
+        return ops.abs(self)
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        return ops.clamp(self, min, max)
+
+    clip = clamp
+
+    def maximum(self, other: Any) -> Tensor:
+        return ops.maximum(self, other)
+
+    def minimum(self, other: Any) -> Tensor:
+        return ops.minimum(self, other)
+
+    # -- copies and Python values ------------------------------------------------------
+    def clone(self) -> Tensor:
+        """A copy that stays in the graph (``detach()`` leaves it)."""
+        return ops.clone(self)
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+
+def _operand(t: Tensor, other: Any, always: bool = False) -> Any:
+    """The other operand of ``t``'s operator: Tensors and weak scalars as they are, arrays
+    and lists as constant Tensors on ``t``'s device (``always``: scalars too)."""
+    if isinstance(other, Value):
+        return other
+    if not always and type(other) in (int, float, bool):
+        return other
+    if isinstance(other, np.generic) and not always:
+        return other.item()  # NumPy scalars are weak too (the course computes with them)
+    if type(other) in (int, float, bool) or isinstance(other, np.generic):
+        value = other.item() if isinstance(other, np.generic) else other
+        dtype = t.dtype if not (type(value) is float and t.dtype.kind in "biu") \
+            else dtypes.DEFAULT_FLOAT
+        return Tensor.make_const(t._device.backend.full((), value, dtype), device=t._device)
+    if isinstance(other, (np.ndarray, list, tuple)) or hasattr(other, "__array__"):
+        return Tensor(other, device=t._device, requires_grad=False)
+    raise TypeError(f"unsupported operand: Tensor and {type(other).__name__}")
+
+
+def _comparable(other: Any) -> bool:
+    return isinstance(other, (Value, int, float, bool, np.generic, np.ndarray, list, tuple))
 
 
 _TENSOR_KEYWORDS = ("device", "dtype", "requires_grad")
@@ -654,3 +847,20 @@ def find_topo_sort(nodes: Iterable[Value]) -> list[Value]:
 
 # Imported last (ops build on the classes above); Tensor methods use it at call time.
 from . import dtypes, ops  # noqa: E402
+
+# NumPy ufuncs that ``ndarray ∘ Tensor`` may reach, answered by Tensor ops (see __array_ufunc__).
+_UFUNCS: dict[str, Callable[..., Any]] = {
+    "add": lambda a, b: a + b, "subtract": lambda a, b: a - b,
+    "multiply": lambda a, b: a * b, "divide": lambda a, b: a / b,
+    "true_divide": lambda a, b: a / b, "power": lambda a, b: a ** b,
+    "matmul": lambda a, b: a @ b, "negative": lambda a: -a, "absolute": lambda a: abs(a),
+    "maximum": lambda a, b: ops.maximum(a, b), "minimum": lambda a, b: ops.minimum(a, b),
+    "exp": lambda a: ops.exp(a), "log": lambda a: ops.log(a), "sqrt": lambda a: ops.sqrt(a),
+    "tanh": lambda a: ops.tanh(a), "sin": lambda a: ops.sin(a), "cos": lambda a: ops.cos(a),
+    "equal": lambda a, b: a == b, "not_equal": lambda a, b: a != b,
+    "less": lambda a, b: a < b, "less_equal": lambda a, b: a <= b,
+    "greater": lambda a, b: a > b, "greater_equal": lambda a, b: a >= b,
+    "logical_and": lambda a, b: a & b, "logical_or": lambda a, b: a | b,
+    "logical_not": lambda a: ~a, "bitwise_and": lambda a, b: a & b,
+    "bitwise_or": lambda a, b: a | b, "invert": lambda a: ~a,
+}
