@@ -138,6 +138,7 @@ class Op:
         """
         wrap = TensorTuple if isinstance(node, TensorTuple) else Tensor
         grads = self.gradient_as_tuple(wrap.make_const(out_grad, device=node._device), node)
+        _check_gradient_types(self, node, grads)
         return tuple(None if g is None else g.cached_data for g in grads)
 
     def check(self, *inputs: Value) -> None:
@@ -766,6 +767,8 @@ def compute_gradient_of_variables(output: Tensor, out_grad: Tensor,
     Gradients are computed without recording a graph unless ``create_graph``.
     """
     global _grad_enabled
+    if isinstance(out_grad, Value) and out_grad.dtype != output.dtype:
+        out_grad = ops.astype(out_grad, output.dtype)  # gradients travel in the output's dtype
     prev, _grad_enabled = _grad_enabled, create_graph
     try:
         _backward(output, out_grad, create_graph)
@@ -790,9 +793,17 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
         node = heappop(heap)[1]
         grad = grads.pop(node)
         op = node.op
-        pulled = op.gradient_as_tuple(grad, node) if create_graph else op.vjp(grad, node)
+        if create_graph:
+            pulled = op.gradient_as_tuple(grad, node)
+            _check_gradient_types(op, node, pulled)
+        else:
+            pulled = op.vjp(grad, node)
         for inp, g in zip(node.inputs, pulled):
             if g is not None and inp.requires_grad:
+                d = inp.cached_data  # each gradient must look like its input (custom ops!)
+                if type(d) is not tuple and (g.shape != d.shape or (
+                        g.dtype is not d.dtype and g.dtype != d.dtype)):
+                    _gradient_mismatch(op, node, inp, g)
                 old = grads.get(inp)
                 if old is None:
                     grads[inp] = g
@@ -810,6 +821,34 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
             if not create_graph:
                 grad = Tensor.make_const(grad, device=leaf._device)
             leaf.grad = grad if leaf.grad is None else leaf.grad + grad
+
+
+def _check_gradient_types(op: Op, node: Value, grads: tuple[Any, ...]) -> None:
+    """``gradient`` must return one Tensor (or None) per input, on the input's device."""
+    if len(grads) < len(node.inputs):
+        raise NeedleError(f"{type(op).__name__}.gradient returned {len(grads)} gradients for "
+                          f"{len(node.inputs)} inputs")
+    for i, (inp, g) in enumerate(zip(node.inputs, grads)):
+        if g is None:
+            continue
+        if not isinstance(g, Value):
+            raise NeedleError(
+                f"{type(op).__name__}.gradient returned a {type(g).__module__}."
+                f"{type(g).__name__} for input {i}; gradients must be Tensors built from "
+                f"Tensor ops (wrap arrays with Tensor.make_const, or compute with ndl ops)")
+        if g._device != inp._device:
+            raise NeedleError(f"{type(op).__name__}.gradient returned a gradient on {g._device} "
+                              f"for input {i}, which is on {inp._device}")
+
+
+def _gradient_mismatch(op: Op, node: Value, inp: Value, g: Any) -> None:
+    i = next(k for k, x in enumerate(node.inputs) if x is inp)
+    shape, dtype = tuple(inp.cached_data.shape), inp.cached_data.dtype
+    hint = (" (a broadcasting op must sum its gradient back to the input's shape: "
+            "ops.sum_to_shape)" if tuple(g.shape) != shape else "")
+    raise NeedleError(f"{type(op).__name__}.gradient returned a gradient of shape "
+                      f"{tuple(g.shape)} and dtype {g.dtype} for input {i}, which has shape "
+                      f"{shape} and dtype {dtype}{hint}")
 
 
 def _add_arrays(backend: Any, a: Any, b: Any) -> Any:

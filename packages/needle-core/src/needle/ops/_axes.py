@@ -13,6 +13,8 @@ def normalize_axes(axes: Any, ndim: int, op: str) -> tuple[int, ...] | None:
         return None
     if isinstance(axes, int):
         axes = (axes,)
+    if ndim == 0 and all(ax in (0, -1) for ax in axes):
+        return None  # NumPy and PyTorch accept axis 0 (or -1) of a 0-d tensor
     out = []
     for ax in axes:
         if not isinstance(ax, int) or not -ndim <= ax < ndim:

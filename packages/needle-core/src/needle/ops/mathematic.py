@@ -237,13 +237,13 @@ def sqrt(a: Tensor) -> Tensor:
 
 
 class ReLU(TensorOp):
-    """max(x, 0), computed as x · [x > 0]: a multiply by a 0/1 mask beats NumPy's branchy
-    ``maximum`` on mixed-sign data, and the mask is kept for the backward pass."""
+    """max(x, 0). Why ``maximum`` and not x · [x > 0] (a faster multiply on the CPU):
+    (−inf) · 0 is NaN, and relu(−inf) must be 0. The 0/1 mask is kept for the backward pass."""
 
     def compute(self, a):
         b = self.backend
         self.mask = b.astype(b.greater(a, 0), a.dtype)
-        return b.multiply(a, self.mask)
+        return b.maximum(a, 0)
 
     def gradient(self, out_grad, node):
         # The mask is a constant: relu is piecewise linear, its second derivative is 0.
