@@ -455,20 +455,23 @@ class Tensor(Value):
     # A NumPy array or list operand becomes a constant Tensor (its dtype kept, so it
     # promotes as NumPy would); Python and NumPy scalars stay weak scalars.
     def __add__(self, other: Any) -> Tensor:
-        other = _operand(self, other)
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWiseAdd()(self, other)
         return ops.AddScalar(other)(self)
 
     def __mul__(self, other: Any) -> Tensor:
-        other = _operand(self, other)
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWiseMul()(self, other)
         return ops.MulScalar(other)(self)
 
     def __pow__(self, other: Any) -> Tensor:
-        other = _operand(self, other)
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWisePow()(self, other)
         return ops.PowerScalar(other)(self)
 
@@ -477,26 +480,30 @@ class Tensor(Value):
         return ops.EWisePow()(_operand(self, other, always=True), self)
 
     def __sub__(self, other: Any) -> Tensor:
-        other = _operand(self, other)
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWiseAdd()(self, ops.Negate()(other))
         return ops.AddScalar(-other)(self)
 
     def __rsub__(self, other: Any) -> Tensor:
-        other = _operand(self, other)
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWiseAdd()(other, ops.Negate()(self))
         return ops.AddScalar(other)(ops.Negate()(self))
 
     def __truediv__(self, other: Any) -> Tensor:
-        other = _operand(self, other)
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWiseDiv()(self, other)
         return ops.DivScalar(other)(self)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        other = _operand(self, other)
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWiseDiv()(other, self)
         return ops.MulScalar(other)(ops.PowerScalar(-1)(ops.astype(self, dtypes.float_dtype(
             self.dtype)) if self.dtype.kind in "biu" else self))
@@ -514,14 +521,16 @@ class Tensor(Value):
         return ops.abs(self)
 
     def __radd__(self, other: Any) -> Tensor:
-        other = _operand(self, other)
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWiseAdd()(other, self)
         return ops.AddScalar(other)(self)
 
     def __rmul__(self, other: Any) -> Tensor:
-        other = _operand(self, other)
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWiseMul()(other, self)
         return ops.MulScalar(other)(self)
 
@@ -634,7 +643,7 @@ class Tensor(Value):
         axes, keepdims = ops.reduction_args("logsumexp", axes, keepdims, **kw)
         return ops.logsumexp(self, axes, keepdims)
 
-    def softmax(self, axis: Any = -1, **kw: Any) -> Tensor:
+    def softmax(self, axis: Any = None, **kw: Any) -> Tensor:
         return ops.softmax(self, axis, **kw)
 
     # -- shapes ------------------------------------------------------------------------

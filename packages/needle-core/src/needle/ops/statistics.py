@@ -104,15 +104,15 @@ def prod(a: Tensor, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tens
     return Prod(normalize_axes(axes, a.ndim, "prod"), keepdims)(a)
 
 
-def softmax(a: Tensor, axis: Any = -1, **kw: Any) -> Tensor:
+def softmax(a: Tensor, axis: Any = None, **kw: Any) -> Tensor:
     """exp(a − logsumexp(a)) along one axis (the last by default), without overflow."""
     axis, _ = reduction_args("softmax", axis, False, **kw)
+    if axis is None:
+        axis = -1
     if isinstance(axis, tuple):
         if len(axis) != 1:
             raise NeedleError(f"softmax takes one axis, got {axis}")
         axis = axis[0]
-    if axis is None:
-        raise NeedleError("softmax needs an axis (dim=...)")
     (axis,) = normalize_axes(axis, a.ndim, "softmax")
     x = _floats(a)
     return exp(x - broadcast_to(logsumexp(x, (axis,), keepdims=True), x.shape))
