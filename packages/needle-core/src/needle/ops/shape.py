@@ -268,7 +268,10 @@ class UnDilate(TensorOp):
         return self.backend.getitem(a, index)
 
     def gradient(self, out_grad, node):
-        return dilate(out_grad, self.axes, self.dilation)
+        # dilating back gives ceil(n / step) * step along each axis: trim it to n
+        grad = dilate(out_grad, self.axes, self.dilation)
+        shape = node.inputs[0].shape
+        return grad if grad.shape == shape else get_item(grad, tuple(slice(0, s) for s in shape))
 
 
 def undilate(a: Tensor, axes: Any, dilation: int) -> Tensor:
