@@ -336,6 +336,7 @@ def test_shape_methods_match_numpy_with_gradients(device, shape, data, seed):
     ]
     if nd >= 2:
         cases += [(lambda t: t.transpose(0, 1), np.swapaxes(x, 0, 1)),
+                  (lambda t: ndl.transpose(t, 1, 0), np.swapaxes(x, 0, 1)),
                   (lambda t: t.transpose((0, -1)), np.swapaxes(x, 0, -1)),
                   (lambda t: t.T, np.swapaxes(x, -1, -2))]
     for fn, want in cases:

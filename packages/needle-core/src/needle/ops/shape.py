@@ -75,7 +75,12 @@ class Transpose(TensorOp):
         return transpose(out_grad, self.axes)
 
 
-def transpose(a: Tensor, axes: tuple[int, int] | None = None) -> Tensor:
+def transpose(a: Tensor, axes: tuple[int, int] | int | None = None, dim1: int | None = None
+              ) -> Tensor:
+    """Swap two axes: ``transpose(a, (i, j))`` (the course), ``transpose(a, i, j)`` (PyTorch),
+    or the last two by default."""
+    if dim1 is not None:
+        axes = (axes, dim1)
     if axes is not None:
         axes = tuple(axes)
         if len(axes) != 2:
