@@ -292,6 +292,16 @@ OP_CASES = {
     "dilate": _unary(lambda x: ndl.undilate(ndl.dilate(x, (0,), 2) * 3, (0,), 2)
                      + ndl.dilate(x, (0,), 1).sum()),
     "getitem": _getitem,
+    "mask_index": _unary(lambda x: x[x > 0] * 2 + x[x.numpy() < 0].sum()),
+    "sin_cos_abs": _unary(lambda x: ndl.sin(x) * ndl.cos(x) + abs(x)),
+    "maximum_minimum": _binary(lambda a, b: ndl.maximum(a, b) * 2 + ndl.minimum(a, b)),
+    "where_clamp": _binary(lambda a, b: ndl.where(a > b, a, b * 3) + a.clamp(-1, 1)),
+    "statistics": _unary(lambda x: x.mean(0) + x.var(dim=0) + x.std(axis=0, keepdim=True).sum()
+                         + x.min() + x.prod(0)),
+    "argmax_any": _unary(lambda x: x.argmax(0) + x.argmin(-1).sum() + (x > 0).any(0)),
+    "softmax": _unary(lambda x: x.softmax(-1) * 3),
+    "cat_views": _unary(lambda x: ndl.cat([x, x * 2], dim=-1).unsqueeze(0).flatten()
+                        .view(2, -1).squeeze() * 2),
     "split_stack": _split_stack,
     "matmul": _matmul,
     "conv": _conv,

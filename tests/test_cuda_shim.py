@@ -536,3 +536,25 @@ def test_cuda_sources_compile_with_nvcc(tmp_path):
     for kernel in (*kernels.ROW_KERNEL_NAMES, *kernels.COLUMN_KERNEL_NAMES, "adam_float",
                    "sgd_momentum_double"):
         assert f".entry {kernel}(" in ptx
+
+
+def test_pytorch_habit_ops_on_the_shim_device_match_cpu(shim, monkeypatch):
+    """Masks, integer arrays, comparisons, where, cat, sin/cos, prod and argmax through the
+    CUDA backend's host code (index arrays travel to the device, sin/cos/prod are CuPy's)."""
+    from needle.device import REGISTRY
+
+    monkeypatch.setitem(REGISTRY._backends, "cuda", shim)
+    monkeypatch.setattr(ndl.cuda(), "_backend", shim)
+    x_np = np.random.RandomState(7).uniform(-2, 2, (4, 5))
+    results = {}
+    for dev in (ndl.cpu(), ndl.cuda()):
+        x = ndl.Tensor(x_np, device=dev)
+        picked = x[x > 0].sum() + x[[0, 0, 3]].sum() + x[:, np.array([True, False] * 2 + [True])]
+        mixed = ndl.where(x < 0, x.sin(), x.cos()) * ndl.cat([x[:2], x[2:]], dim=0)
+        loss = picked.sum() + mixed.sum() + x.prod(1).sum() + x.clamp(-1, 1).abs().mean()
+        loss.backward()
+        results[dev.name] = [loss.numpy(), x.grad.numpy(), x.argmax(1).numpy(),
+                             (x > 0).any(0).numpy(), (x != x[0]).numpy()]
+    for got, want in zip(results["cuda"], results["cpu"]):
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

@@ -36,7 +36,7 @@ def test_residual_block_structure_and_output(device):
 def test_resnet9_maps_images_to_ten_logits(device):
     np.random.seed(0)
     model = ResNet9(device=device)
-    x = ndl.Tensor(np.random.rand(2, 3, 32, 32), device=device, requires_grad=False)
+    x = ndl.Tensor(np.random.rand(2, 3, 32, 32), device=device, dtype="float32")
     out = model(x)
     assert out.shape == (2, 10) and out.dtype == np.float32
     assert np.all(np.isfinite(out.numpy()))

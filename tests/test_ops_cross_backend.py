@@ -39,6 +39,15 @@ CASES = {
                         [(2, 3)], ""),
     "conv": (lambda x, w: ndl.conv(x, w, stride=2, padding=1), [(2, 7, 6, 3), (3, 3, 3, 4)], ""),
     "getitem": (lambda a: a[1:, ::-2] * a[:, IDX].sum() + a[-1, 0], [(3, 4)], ""),
+    "mask-index": (lambda a: a[a > 0].sum() + a[a.numpy() < 0.5] * 2.0, [(3, 4)], ""),
+    "sin-cos-abs-clamp": (lambda a: a.sin() * a.cos() + abs(a) + a.clamp(-0.5, 0.5), [(3, 4)],
+                          ""),
+    "maximum-where": (lambda a, b: ndl.maximum(a, b) + ndl.where(a > b, a * 2.0, b), [(2, 3),
+                                                                                      (3,)], ""),
+    "statistics": (lambda a: a.mean(1) + a.var(dim=1) + a.std(axis=1) + a.min(1) + a.prod(1),
+                   [(3, 4)], "pos"),
+    "softmax-cat-views": (lambda a: ndl.cat([a.softmax(dim=0), a], dim=1).unsqueeze(0)
+                          .flatten(0, 1).view(3, -1) * 1.0, [(3, 4)], ""),
 }
 
 

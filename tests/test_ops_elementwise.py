@@ -160,10 +160,10 @@ def test_astype_converts_forward_and_casts_the_gradient_back(device, shape, data
 @pytest.mark.parametrize("op, ref", [(operator.lt, np.less), (operator.le, np.less_equal),
                                      (operator.gt, np.greater), (operator.ge, np.greater_equal),
                                      (lambda a, b: a.eq(b), np.equal)])
-def test_comparisons_give_zero_one_tensors_without_gradient(device, op, ref):
+def test_comparisons_give_bool_tensors_without_gradient(device, op, ref):
     a = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 2.0]])
     b = np.array([2.0, 2.0, 2.0])
     out = op(t64(a, device), t64(b, device))
-    assert out.dtype == np.float64
-    np.testing.assert_array_equal(out.numpy(), ref(a, b).astype(np.float64))
-    np.testing.assert_array_equal(op(t64(a, device), 2.0).numpy(), ref(a, 2.0).astype(np.float64))
+    assert out.dtype == np.bool_
+    np.testing.assert_array_equal(out.numpy(), ref(a, b))
+    np.testing.assert_array_equal(op(t64(a, device), 2.0).numpy(), ref(a, 2.0))

@@ -35,7 +35,8 @@ def test_matmul_batched_with_broadcast_batch_axes(device, batch, m, k, n, data):
 def test_matmul_2d_method_and_float32(device):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((5, 3)), rng.standard_normal((3, 2))
-    out = ndl.Tensor(a, device=device).matmul(ndl.Tensor(b, device=device))
+    f32 = {"device": device, "dtype": "float32"}
+    out = ndl.Tensor(a, **f32).matmul(ndl.Tensor(b, **f32))
     assert out.dtype == np.float32
     np.testing.assert_allclose(out.numpy(), a @ b, rtol=1e-5, atol=1e-6)
     assert gradcheck(ndl.matmul, t64(a, device), t64(b, device))

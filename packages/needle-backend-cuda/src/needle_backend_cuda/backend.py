@@ -154,6 +154,15 @@ class CUDABackend(Backend):
     def sqrt(self, a: Any) -> Any:
         return self.xp.sqrt(a)
 
+    def sin(self, a: Any) -> Any:
+        return self.xp.sin(a)
+
+    def cos(self, a: Any) -> Any:
+        return self.xp.cos(a)
+
+    def prod(self, a: Any, axis: Axes = None, keepdims: bool = False) -> Any:
+        return self.xp.prod(a, axis=axis, keepdims=keepdims)
+
     def maximum(self, a: Any, b: Any) -> Any:
         return self.xp.maximum(a, b)
 

@@ -16,9 +16,13 @@ from typing import Any
 # Let other distributions (wheels or editable installs) contribute ``needle.*`` modules.
 __path__ = extend_path(__path__, __name__)
 
-from . import ops  # noqa: E402
+from . import (
+    dtypes,  # noqa: E402
+    ops,  # noqa: E402
+)
 from .autograd import (  # noqa: E402
     NeedleError,
+    NeedleIndexError,
     Op,
     Tensor,
     TensorOp,

@@ -16,9 +16,10 @@ Rules worth knowing:
   Only leaves (tensors not made by an op) keep ``.grad``.
 * **Higher order** gradients: ``backward(create_graph=True)`` records the graph of
   the gradient computation, so ``x.grad`` can itself be differentiated.
-* **dtypes.** Float32 by default. Tensors combined in one op must share a dtype
-  (a mismatch is an error naming both: no silent up- or down-casting); Python
-  scalars are weak and take the tensor's dtype.
+* **dtypes** follow one policy, written down in ``needle.dtypes``: arrays keep
+  their dtype, lists and scalars become float32, mixed dtypes promote as NumPy
+  does (through an ``AsType`` node, so gradients come back in each input's
+  dtype), Python scalars are weak, and only floating-point tensors require grad.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class NeedleError(ValueError):
     """Bad input to a needle op: names the op, shapes, dtypes or devices involved."""
 
 
+class NeedleIndexError(NeedleError, IndexError):
+    """An index that does not fit (an ``IndexError``, so ``for row in x`` stops as in Python)."""
+
+
 class no_grad:  # noqa: N801 - named like torch.no_grad
     """Context manager and decorator: ops inside build no graph."""
 
@@ -104,7 +109,8 @@ class Op:
     """
 
     backend: Any
-    #: Whether all inputs must share a dtype (checked once, in ``make_from_op``).
+    #: Whether inputs of different dtypes are promoted to one (``needle.dtypes``) before
+    #: ``compute``; ops whose inputs play different roles (labels, tuples) say False.
     same_dtype = True
 
     def __call__(self, *args: Any) -> Any:
@@ -134,6 +140,7 @@ class Op:
         """
         wrap = TensorTuple if isinstance(node, TensorTuple) else Tensor
         grads = self.gradient_as_tuple(wrap.make_const(out_grad, device=node._device), node)
+        _check_gradient_types(self, node, grads)
         return tuple(None if g is None else g._array for g in grads)
 
     def check(self, *inputs: Value) -> None:
@@ -234,7 +241,9 @@ class Value:
             for x in inputs:
                 a = x._array
                 if x._device is not dev or a.dtype is not dtype:  # then look closer
-                    _check_inputs(op, inputs, dev)
+                    promoted = _check_inputs(op, inputs, dev)
+                    if promoted is not None:
+                        return cls.make_from_op(op, promoted)
                 arrays.append(a)
         op.backend = dev._backend or dev.backend
         try:
@@ -268,9 +277,9 @@ def _plain(data: Any) -> Any:
     return data.view(np.ndarray) if type(data) is NDArray else data
 
 
-def _check_inputs(op: Op, inputs: tuple[Value, ...], dev: Device) -> None:
-    """Same device and (unless the op allows otherwise) same dtype for every input."""
-    dtype = inputs[0]._array.dtype
+def _check_inputs(op: Op, inputs: tuple[Value, ...], dev: Device) -> tuple[Value, ...] | None:
+    """Same device for every input, or an error; inputs of mixed dtypes promoted to one
+    (``dtypes.result_type``) through ``AsType`` nodes, or ``None`` when nothing changes."""
     for x in inputs:
         if x._device is not dev and x._device != dev:
             devices = ", ".join(repr(y._device) for y in inputs)
@@ -278,13 +287,13 @@ def _check_inputs(op: Op, inputs: tuple[Value, ...], dev: Device) -> None:
                 f"{type(op).__name__}: inputs are on different devices ({devices}); "
                 f"move them with .to(device) first"
             )
-        xdtype = x._array.dtype
-        if xdtype is not dtype and op.same_dtype and xdtype != dtype:
-            dtypes = ", ".join(str(y._array.dtype) for y in inputs)
-            raise NeedleError(
-                f"{type(op).__name__}: inputs have different dtypes ({dtypes}); "
-                f"convert one with .astype(dtype): needle never casts silently"
-            )
+    if not op.same_dtype:
+        return None
+    found = [x._array.dtype for x in inputs]
+    target = dtypes.result_type(*found)
+    if all(d == target for d in found):
+        return None
+    return tuple(x if d == target else ops.astype(x, target) for x, d in zip(inputs, found))
 
 
 def _describe_failure(op: Op, inputs: tuple[Value, ...], exc: Exception) -> str:
@@ -326,9 +335,10 @@ class TensorTuple(Value):
 class Tensor(Value):
     """An n-dimensional array on a device, with reverse-mode autograd.
 
-    ``Tensor(data, device=None, dtype=None, requires_grad=True)``: ``data`` may be a
-    Tensor (its dtype is kept unless given), a NumPy array, a list or a scalar
-    (stored as float32 unless ``dtype`` says otherwise).
+    ``Tensor(data, device=None, dtype=None, requires_grad=None)``: ``data`` may be a
+    Tensor or a NumPy array (its dtype is kept unless given), a list or a scalar
+    (float32 unless ``dtype`` says otherwise). ``requires_grad`` defaults to True for
+    floating-point tensors and is always False for integer and bool ones.
     """
 
     __slots__ = ("grad", "__dict__")
@@ -336,7 +346,9 @@ class Tensor(Value):
     grad: Tensor | None
 
     def __init__(self, array: Any, *, device: Device | str | None = None,
-                 dtype: Any = None, requires_grad: bool = True, **kwargs: Any) -> None:
+                 dtype: Any = None, requires_grad: bool | None = None, **kwargs: Any) -> None:
+        if kwargs:
+            raise TypeError(_unknown_keywords(kwargs))
         dev = _as_device(device) if device is not None else None
         if isinstance(array, Tensor):
             dev = dev or array.device
@@ -347,13 +359,13 @@ class Tensor(Value):
                 data = dev.backend.array(array.numpy(), dtype)
         else:
             dev = dev or default_device()
-            dtype = np.dtype(dtype if dtype is not None else "float32")
+            dtype = dtypes.infer_dtype(array, dtype)
             data = dev.backend.array(array, dtype)
         self._seq = next(_creation)
         self.op = None
         self.inputs = ()
         self._array = data
-        self.requires_grad = requires_grad
+        self.requires_grad = dtypes.resolve_requires_grad(dtype, requires_grad)
         self._device = dev
         self.grad = None
 
@@ -378,7 +390,10 @@ class Tensor(Value):
         """The values as a NumPy array (shares memory on the CPU backend)."""
         return self._device.backend.to_numpy(self._array)
 
-    def item(self) -> float:
+    def item(self) -> Any:
+        """The single element as a Python number."""
+        if self.size != 1:
+            raise NeedleError(f"item() needs a tensor of one element, got shape {self.shape}")
         return self.numpy().item()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -386,7 +401,10 @@ class Tensor(Value):
         return out.astype(dtype) if dtype is not None else out
 
     def __len__(self) -> int:
-        return self.shape[0]
+        shape = self._array.shape
+        if not shape:
+            raise TypeError("len() of a 0-d tensor")
+        return shape[0]
 
     # -- graph management ----------------------------------------------------
     def detach(self) -> Tensor:
@@ -408,7 +426,7 @@ class Tensor(Value):
         self._array = value._array
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
-        self.requires_grad = flag
+        self.requires_grad = dtypes.resolve_requires_grad(self.dtype, flag)
         return self
 
     def astype(self, dtype: Any) -> Tensor:
@@ -447,6 +465,9 @@ class Tensor(Value):
         return str(self.numpy())
 
     def __bool__(self) -> bool:
+        if self.size != 1:
+            raise NeedleError(f"the truth value of a tensor of shape {self.shape} is ambiguous: "
+                              f"use .any() or .all()")
         return bool(self.numpy())
 
     def __float__(self) -> float:
@@ -456,96 +477,235 @@ class Tensor(Value):
         return int(self.numpy())
 
     # -- operators -------------------------------------------------------------
+    # A NumPy array or list operand becomes a constant Tensor (its dtype kept, so it
+    # promotes as NumPy would); Python and NumPy scalars stay weak scalars.
     def __add__(self, other: Any) -> Tensor:
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWiseAdd()(self, other)
         return ops.AddScalar(other)(self)
 
     def __mul__(self, other: Any) -> Tensor:
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWiseMul()(self, other)
         return ops.MulScalar(other)(self)
 
     def __pow__(self, other: Any) -> Tensor:
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWisePow()(self, other)
         return ops.PowerScalar(other)(self)
 
     def __rpow__(self, other: Any) -> Tensor:
-        return ops.exp(self * float(np.log(other)))  # c ** x = exp(x log c)
+        # c ** x by the backend's power, not exp(x log c): right for c <= 0 (0 ** 0 = 1)
+        return ops.EWisePow()(_operand(self, other, always=True), self)
 
     def __sub__(self, other: Any) -> Tensor:
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWiseAdd()(self, ops.Negate()(other))
         return ops.AddScalar(-other)(self)
 
     def __rsub__(self, other: Any) -> Tensor:
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
+            return ops.EWiseAdd()(other, ops.Negate()(self))
         return ops.AddScalar(other)(ops.Negate()(self))
 
     def __truediv__(self, other: Any) -> Tensor:
-        if isinstance(other, Tensor):
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
             return ops.EWiseDiv()(self, other)
         return ops.DivScalar(other)(self)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return ops.MulScalar(other)(ops.PowerScalar(-1)(self))
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
+            return ops.EWiseDiv()(other, self)
+        return ops.MulScalar(other)(ops.PowerScalar(-1)(ops.astype(self, dtypes.float_dtype(
+            self.dtype)) if self.dtype.kind in "biu" else self))
 
     def __matmul__(self, other: Tensor) -> Tensor:
-        return ops.MatMul()(self, other)
+        return ops.MatMul()(self, _operand(self, other, always=True))
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return ops.MatMul()(_operand(self, other, always=True), self)
 
     def __neg__(self) -> Tensor:
         return ops.Negate()(self)
 
+    def __abs__(self) -> Tensor:
+        return ops.abs(self)
+
+    def __radd__(self, other: Any) -> Tensor:
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
+            return ops.EWiseAdd()(other, self)
+        return ops.AddScalar(other)(self)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        if not isinstance(other, Value):
+            other = _operand(self, other)
+        if isinstance(other, Value):
+            return ops.EWiseMul()(other, self)
+        return ops.MulScalar(other)(self)
+
+    # -- comparisons and logic: element-wise, bool results --------------------------
+    def __lt__(self, other: Any) -> Tensor:
+        return ops.compare("less", self, _operand(self, other))
+
+    def __le__(self, other: Any) -> Tensor:
+        return ops.compare("less_equal", self, _operand(self, other))
+
+    def __gt__(self, other: Any) -> Tensor:
+        return ops.compare("greater", self, _operand(self, other))
+
+    def __ge__(self, other: Any) -> Tensor:
+        return ops.compare("greater_equal", self, _operand(self, other))
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        # ``t == None`` stays a Python bool: course code writes ``if self.bias != None``
+        if other is None or not _comparable(other):
+            return NotImplemented
+        return ops.compare("equal", self, _operand(self, other))
+
+    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+        if other is None or not _comparable(other):
+            return NotImplemented
+        return ops.compare("not_equal", self, _operand(self, other))
+
+    # Hash by identity: the autograd (and course code) key dicts by tensors.
+    __hash__ = object.__hash__
+
+    def eq(self, other: Any) -> Tensor:
+        """Element-wise equality (the same as ``==``)."""
+        return ops.compare("equal", self, _operand(self, other))
+
+    def ne(self, other: Any) -> Tensor:
+        return ops.compare("not_equal", self, _operand(self, other))
+
+    def __and__(self, other: Any) -> Tensor:
+        return ops.logical_and(self, other)
+
+    def __or__(self, other: Any) -> Tensor:
+        return ops.logical_or(self, other)
+
+    def __xor__(self, other: Any) -> Tensor:
+        return ops.logic.logical("xor", self, other)
+
+    __rand__ = __and__
+    __ror__ = __or__
+    __rxor__ = __xor__
+
+    def __invert__(self) -> Tensor:
+        return ops.logical_not(self)
+
+    def any(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.any(self, axes, keepdims, **kw)
+
+    def all(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.all(self, axes, keepdims, **kw)
+
+    # -- indexing and iteration --------------------------------------------------------
     def __getitem__(self, index: Any) -> Tensor:
         return ops.get_item(self, index)
 
-    def __lt__(self, other: Any) -> Tensor:
-        return self._compare("less", other)
+    def __iter__(self):
+        if not self._array.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._array.shape[0]))
 
-    def __le__(self, other: Any) -> Tensor:
-        return self._compare("less_equal", other)
+    # -- NumPy interoperation ------------------------------------------------------------
+    # ``ndarray + tensor`` comes here (NumPy asks its operands first): answer with a Tensor,
+    # so autograd is kept; ufuncs without a Tensor counterpart are refused (TypeError).
+    __array_priority__ = 1000
 
-    def __gt__(self, other: Any) -> Tensor:
-        return self._compare("greater", other)
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        fn = _UFUNCS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
+        if fn is None:
+            return NotImplemented
+        return fn(*(x if isinstance(x, Tensor) else _operand(self, x, always=True)
+                    for x in inputs))
 
-    def __ge__(self, other: Any) -> Tensor:
-        return self._compare("greater_equal", other)
+    # -- reductions (``axes=``, ``axis=`` or ``dim=``; ``keepdims=`` or ``keepdim=``) ---
+    def sum(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.sum(self, axes, keepdims, **kw)
 
-    def eq(self, other: Any) -> Tensor:
-        """Element-wise equality as a float tensor (``==`` stays identity, for hashing)."""
-        return self._compare("equal", other)
+    def max(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.amax(self, axes, keepdims, **kw)
 
-    def _compare(self, fn: str, other: Any) -> Tensor:
-        return ops.Compare(fn)(self, other) if isinstance(other, Tensor) \
-            else ops.Compare(fn, other)(self)
+    def min(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.amin(self, axes, keepdims, **kw)
 
-    __radd__ = __add__
-    __rmul__ = __mul__
-    __hash__ = object.__hash__
+    def mean(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.mean(self, axes, keepdims, **kw)
 
-    # -- methods -------------------------------------------------------------------
-    def sum(self, axes: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.summation(self, axes, keepdims)
+    def var(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.var(self, axes, keepdims, **kw)
 
-    def max(self, axes: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.max(self, axes, keepdims)
+    def std(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.std(self, axes, keepdims, **kw)
 
-    def broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
-        return ops.broadcast_to(self, shape)
+    def prod(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.prod(self, axes, keepdims, **kw)
+
+    def argmax(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.argmax(self, axes, keepdims, **kw)
+
+    def argmin(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return ops.argmin(self, axes, keepdims, **kw)
+
+    def logsumexp(self, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        axes, keepdims = ops.reduction_args("logsumexp", axes, keepdims, **kw)
+        return ops.logsumexp(self, axes, keepdims)
+
+    def softmax(self, axis: Any = None, **kw: Any) -> Tensor:
+        return ops.softmax(self, axis, **kw)
+
+    # -- shapes ------------------------------------------------------------------------
+    def broadcast_to(self, *shape: Any) -> Tensor:
+        return ops.broadcast_to(self, ops.views._dims(shape))
 
     def reshape(self, *shape: Any) -> Tensor:
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return ops.reshape(self, shape)
+        return ops.reshape(self, ops.views._dims(shape))
 
-    def transpose(self, axes: tuple[int, int] | None = None) -> Tensor:
-        return ops.transpose(self, axes)
+    def view(self, *shape: Any) -> Tensor:
+        return ops.view(self, *shape)
+
+    def transpose(self, *axes: Any) -> Tensor:
+        """``transpose()`` (the last two axes, as the course), ``transpose((i, j))`` (the
+        course) or ``transpose(i, j)`` (PyTorch): swap two axes."""
+        if not axes or (len(axes) == 1 and axes[0] is None):
+            return ops.transpose(self, None)
+        return ops.transpose(self, ops.views._dims(axes))
 
     def permute(self, *axes: Any) -> Tensor:
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return ops.permute(self, axes)
+        return ops.permute(self, ops.views._dims(axes))
 
+    def unsqueeze(self, dim: int) -> Tensor:
+        return ops.unsqueeze(self, dim)
+
+    def squeeze(self, dim: Any = None) -> Tensor:
+        return ops.squeeze(self, dim)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return ops.flatten(self, start_dim, end_dim)
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802 - NumPy's name
+        """The last two axes swapped (the matrix transpose; PyTorch's ``mT`` beyond 2-D)."""
+        return self.transpose()
+
+    # -- element-wise ----------------------------------------------------------------
     def matmul(self, other: Tensor) -> Tensor:
         return self @ other
 
@@ -564,9 +724,74 @@ class Tensor(Value):
     def sigmoid(self) -> Tensor:
         return ops.sigmoid(self)
 
-    @property
-    def T(self) -> Tensor:  # noqa: N802 - NumPy's name
-        return self.transpose()
+    def sqrt(self) -> Tensor:
+        return ops.sqrt(self)
+
+    def sin(self) -> Tensor:
+        return ops.sin(self)
+
+    def cos(self) -> Tensor:
+        return ops.cos(self)
+
+    def abs(self) -> Tensor:
+        return ops.abs(self)
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        return ops.clamp(self, min, max)
+
+    clip = clamp
+
+    def maximum(self, other: Any) -> Tensor:
+        return ops.maximum(self, other)
+
+    def minimum(self, other: Any) -> Tensor:
+        return ops.minimum(self, other)
+
+    # -- copies and Python values ------------------------------------------------------
+    def clone(self) -> Tensor:
+        """A copy that stays in the graph (``detach()`` leaves it)."""
+        return ops.clone(self)
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+
+def _operand(t: Tensor, other: Any, always: bool = False) -> Any:
+    """The other operand of ``t``'s operator: Tensors and weak scalars as they are, arrays
+    and lists as constant Tensors on ``t``'s device (``always``: scalars too)."""
+    if isinstance(other, Value):
+        return other
+    if not always and type(other) in (int, float, bool):
+        return other
+    if isinstance(other, np.generic) and not always:
+        return other.item()  # NumPy scalars are weak too (the course computes with them)
+    if type(other) in (int, float, bool) or isinstance(other, np.generic):
+        value = other.item() if isinstance(other, np.generic) else other
+        dtype = t.dtype if not (type(value) is float and t.dtype.kind in "biu") \
+            else dtypes.DEFAULT_FLOAT
+        return Tensor.make_const(t._device.backend.full((), value, dtype), device=t._device)
+    if isinstance(other, (np.ndarray, list, tuple)) or hasattr(other, "__array__"):
+        return Tensor(other, device=t._device, requires_grad=False)
+    raise TypeError(f"unsupported operand: Tensor and {type(other).__name__}")
+
+
+def _comparable(other: Any) -> bool:
+    return isinstance(other, (Value, int, float, bool, np.generic, np.ndarray, list, tuple))
+
+
+_TENSOR_KEYWORDS = ("device", "dtype", "requires_grad")
+
+
+def _unknown_keywords(kwargs: dict[str, Any]) -> str:
+    """Name the unknown keywords of ``Tensor(...)`` (a typo must not be silently ignored)."""
+    import difflib
+
+    parts = []
+    for key in kwargs:
+        close = difflib.get_close_matches(key, _TENSOR_KEYWORDS, n=1)
+        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (f"Tensor() got unknown keyword argument(s) {', '.join(parts)}; "
+            f"it takes {', '.join(_TENSOR_KEYWORDS)}")
 
     # -- DLPack (the logic is in needle/interop.py) -----------------------------------
     def __dlpack__(self, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
@@ -589,6 +814,8 @@ def compute_gradient_of_variables(output: Tensor, out_grad: Tensor,
     Gradients are computed without recording a graph unless ``create_graph``.
     """
     global _grad_enabled
+    if isinstance(out_grad, Value) and out_grad.dtype != output.dtype:
+        out_grad = ops.astype(out_grad, output.dtype)  # gradients travel in the output's dtype
     prev, _grad_enabled = _grad_enabled, create_graph
     try:
         _backward(output, out_grad, create_graph)
@@ -613,9 +840,17 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
         node = heappop(heap)[1]
         grad = grads.pop(node)
         op = node.op
-        pulled = op.gradient_as_tuple(grad, node) if create_graph else op.vjp(grad, node)
+        if create_graph:
+            pulled = op.gradient_as_tuple(grad, node)
+            _check_gradient_types(op, node, pulled)
+        else:
+            pulled = op.vjp(grad, node)
         for inp, g in zip(node.inputs, pulled):
             if g is not None and inp.requires_grad:
+                d = inp._array  # each gradient must look like its input (custom ops!)
+                if type(d) is not tuple and (g.shape != d.shape or (
+                        g.dtype is not d.dtype and g.dtype != d.dtype)):
+                    _gradient_mismatch(op, node, inp, g)
                 old = grads.get(inp)
                 if old is None:
                     grads[inp] = g
@@ -633,6 +868,34 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
             if not create_graph:
                 grad = Tensor.make_const(grad, device=leaf._device)
             leaf.grad = grad if leaf.grad is None else leaf.grad + grad
+
+
+def _check_gradient_types(op: Op, node: Value, grads: tuple[Any, ...]) -> None:
+    """``gradient`` must return one Tensor (or None) per input, on the input's device."""
+    if len(grads) < len(node.inputs):
+        raise NeedleError(f"{type(op).__name__}.gradient returned {len(grads)} gradients for "
+                          f"{len(node.inputs)} inputs")
+    for i, (inp, g) in enumerate(zip(node.inputs, grads)):
+        if g is None:
+            continue
+        if not isinstance(g, Value):
+            raise NeedleError(
+                f"{type(op).__name__}.gradient returned a {type(g).__module__}."
+                f"{type(g).__name__} for input {i}; gradients must be Tensors built from "
+                f"Tensor ops (wrap arrays with Tensor.make_const, or compute with ndl ops)")
+        if g._device != inp._device:
+            raise NeedleError(f"{type(op).__name__}.gradient returned a gradient on {g._device} "
+                              f"for input {i}, which is on {inp._device}")
+
+
+def _gradient_mismatch(op: Op, node: Value, inp: Value, g: Any) -> None:
+    i = next(k for k, x in enumerate(node.inputs) if x is inp)
+    shape, dtype = tuple(inp._array.shape), inp._array.dtype
+    hint = (" (a broadcasting op must sum its gradient back to the input's shape: "
+            "ops.sum_to_shape)" if tuple(g.shape) != shape else "")
+    raise NeedleError(f"{type(op).__name__}.gradient returned a gradient of shape "
+                      f"{tuple(g.shape)} and dtype {g.dtype} for input {i}, which has shape "
+                      f"{shape} and dtype {dtype}{hint}")
 
 
 def _add_arrays(backend: Any, a: Any, b: Any) -> Any:
@@ -669,4 +932,21 @@ def find_topo_sort(nodes: Iterable[Value]) -> list[Value]:
 
 
 # Imported last (ops build on the classes above); Tensor methods use it at call time.
-from . import ops  # noqa: E402
+from . import dtypes, ops  # noqa: E402
+
+# NumPy ufuncs that ``ndarray ∘ Tensor`` may reach, answered by Tensor ops (see __array_ufunc__).
+_UFUNCS: dict[str, Callable[..., Any]] = {
+    "add": lambda a, b: a + b, "subtract": lambda a, b: a - b,
+    "multiply": lambda a, b: a * b, "divide": lambda a, b: a / b,
+    "true_divide": lambda a, b: a / b, "power": lambda a, b: a ** b,
+    "matmul": lambda a, b: a @ b, "negative": lambda a: -a, "absolute": lambda a: abs(a),
+    "maximum": lambda a, b: ops.maximum(a, b), "minimum": lambda a, b: ops.minimum(a, b),
+    "exp": lambda a: ops.exp(a), "log": lambda a: ops.log(a), "sqrt": lambda a: ops.sqrt(a),
+    "tanh": lambda a: ops.tanh(a), "sin": lambda a: ops.sin(a), "cos": lambda a: ops.cos(a),
+    "equal": lambda a, b: a == b, "not_equal": lambda a, b: a != b,
+    "less": lambda a, b: a < b, "less_equal": lambda a, b: a <= b,
+    "greater": lambda a, b: a > b, "greater_equal": lambda a, b: a >= b,
+    "logical_and": lambda a, b: a & b, "logical_or": lambda a, b: a | b,
+    "logical_not": lambda a: ~a, "bitwise_and": lambda a, b: a & b,
+    "bitwise_or": lambda a, b: a | b, "invert": lambda a: ~a,
+}

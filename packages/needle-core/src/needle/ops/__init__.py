@@ -3,8 +3,28 @@ arrays, ``gradient`` in Tensor ops) plus a lower-case function that applies it."
 
 from types import ModuleType as _ModuleType
 
-from ._axes import normalize_axes
+from . import logic, views
+from ._axes import normalize_axes, reduction_args
 from .conv import Conv, conv
+from .creation import arange, full, full_like, ones_like, rand_like, randn_like, zeros_like
+from .elementwise import (
+    Abs,
+    Clamp,
+    Clone,
+    Cos,
+    Maximum,
+    Sin,
+    Where,
+    abs,
+    clamp,
+    clip,
+    clone,
+    cos,
+    maximum,
+    minimum,
+    sin,
+    where,
+)
 from .fused import (
     BatchNorm,
     Linear,
@@ -13,10 +33,24 @@ from .fused import (
     linear,
     softmax_cross_entropy,
 )
+from .logic import (
+    Any_,
+    ArgMax,
+    Compare,
+    Logical,
+    NonDifferentiableOp,
+    all,
+    any,
+    argmax,
+    argmin,
+    compare,
+    logical_and,
+    logical_not,
+    logical_or,
+)
 from .mathematic import (
     AddScalar,
     AsType,
-    Compare,
     DivScalar,
     EWiseAdd,
     EWiseDiv,
@@ -58,7 +92,6 @@ from .reduce import (
     Summation,
     logsoftmax,
     logsumexp,
-    max,
     summation,
 )
 from .shape import (
@@ -90,6 +123,11 @@ from .shape import (
     tuple_get_item,
     undilate,
 )
+from .statistics import Prod, amax, amin, mean, prod, softmax, std, sum, var
+from .views import Concatenate, cat, concatenate, flatten, squeeze, unsqueeze, view
+
+max = amax  # noqa: A001 - values only (PyTorch's max(dim) also returns indices)
+min = amin  # noqa: A001
 
 __all__ = [name for name, value in dict(globals()).items()
            if not name.startswith("_") and not isinstance(value, _ModuleType)]

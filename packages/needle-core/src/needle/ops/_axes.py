@@ -13,6 +13,8 @@ def normalize_axes(axes: Any, ndim: int, op: str) -> tuple[int, ...] | None:
         return None
     if isinstance(axes, int):
         axes = (axes,)
+    if ndim == 0 and all(ax in (0, -1) for ax in axes):
+        return None  # NumPy and PyTorch accept axis 0 (or -1) of a 0-d tensor
     out = []
     for ax in axes:
         if not isinstance(ax, int) or not -ndim <= ax < ndim:
@@ -27,3 +29,23 @@ def keepdims_shape(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> tupl
     if axes is None:
         return (1,) * len(shape)
     return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+_UNSET: Any = object()
+
+
+def reduction_args(op: str, axes: Any = None, keepdims: Any = False, *, axis: Any = _UNSET,
+                   dim: Any = _UNSET, keepdim: Any = _UNSET) -> tuple[Any, bool]:
+    """One spelling from the three families: the course's ``axes=``, NumPy's ``axis=`` and
+    PyTorch's ``dim=`` (and ``keepdims=`` / ``keepdim=``). Giving two of them is an error."""
+    given = [(name, v) for name, v in (("axis", axis), ("dim", dim)) if v is not _UNSET]
+    if given:
+        if axes is not None or len(given) > 1:
+            names = ["axes"] * (axes is not None) + [name for name, _ in given]
+            raise TypeError(f"{op}: give the axes once, not as {' and '.join(names)}")
+        axes = given[0][1]
+    if keepdim is not _UNSET:
+        keepdims = keepdim
+    if isinstance(axes, list):
+        axes = tuple(axes)
+    return axes, bool(keepdims)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from numbers import Number
 from typing import Any
 
+from .. import dtypes
 from ..autograd import NeedleError, Tensor, TensorOp, no_grad
 
 
@@ -58,7 +59,7 @@ class AddScalar(TensorOp):
         self.scalar = _scalar(scalar)
 
     def compute(self, a):
-        return self.backend.add(a, self.scalar)
+        return self.backend.add(dtypes.with_scalar(self.backend, a, self.scalar), self.scalar)
 
     def gradient(self, out_grad, node):
         return out_grad
@@ -99,7 +100,7 @@ class MulScalar(TensorOp):
         self.scalar = _scalar(scalar)
 
     def compute(self, a):
-        return self.backend.multiply(a, self.scalar)
+        return self.backend.multiply(dtypes.with_scalar(self.backend, a, self.scalar), self.scalar)
 
     def gradient(self, out_grad, node):
         return out_grad * self.scalar
@@ -120,9 +121,16 @@ class EWisePow(TensorOp):
 
     def gradient(self, out_grad, node):
         a, b = node.inputs
-        ga = out_grad * b * a ** (b - 1)
-        gb = out_grad * node * log(a)
-        return sum_to_shape(ga, a.shape), sum_to_shape(gb, b.shape)
+        ga = gb = None
+        if a.requires_grad:
+            ga = sum_to_shape(out_grad * b * a ** (b - 1), a.shape)
+        if b.requires_grad:
+            # a^b log a, taken as 0 where a = 0 (PyTorch's convention: 0^b is flat in b
+            # from the right, and log 0 would make it 0 * -inf = NaN)
+            zero = Tensor.make_const(self.backend.equal(a._array, 0), device=a.device)
+            gb = sum_to_shape(out_grad * where(zero, 0.0, node * log(where(zero, 1.0, a))),
+                              b.shape)
+        return ga, gb
 
 
 def power(a: Tensor, b: Tensor) -> Tensor:
@@ -136,7 +144,7 @@ class PowerScalar(TensorOp):
         self.scalar = _scalar(scalar)
 
     def compute(self, a):
-        return self.backend.power(a, self.scalar)
+        return self.backend.power(dtypes.with_scalar(self.backend, a, self.scalar), self.scalar)
 
     def gradient(self, out_grad, node):
         a = node.inputs[0]
@@ -151,7 +159,8 @@ def power_scalar(a: Tensor, scalar: Any) -> Tensor:
 
 class EWiseDiv(TensorOp):
     def compute(self, a, b):
-        return self.backend.divide(a, b)
+        bk = self.backend
+        return bk.divide(dtypes.as_float(bk, a), dtypes.as_float(bk, b))
 
     def gradient(self, out_grad, node):
         a, b = node.inputs
@@ -169,7 +178,7 @@ class DivScalar(TensorOp):
         self.scalar = _scalar(scalar)
 
     def compute(self, a):
-        return self.backend.divide(a, self.scalar)
+        return self.backend.divide(dtypes.as_float(self.backend, a), self.scalar)
 
     def gradient(self, out_grad, node):
         return out_grad / self.scalar
@@ -193,7 +202,7 @@ def negate(a: Tensor) -> Tensor:
 
 class Exp(TensorOp):
     def compute(self, a):
-        return self.backend.exp(a)
+        return self.backend.exp(dtypes.as_float(self.backend, a))
 
     def gradient(self, out_grad, node):
         return out_grad * node
@@ -205,7 +214,7 @@ def exp(a: Tensor) -> Tensor:
 
 class Log(TensorOp):
     def compute(self, a):
-        return self.backend.log(a)
+        return self.backend.log(dtypes.as_float(self.backend, a))
 
     def gradient(self, out_grad, node):
         return out_grad / node.inputs[0]
@@ -217,7 +226,7 @@ def log(a: Tensor) -> Tensor:
 
 class Sqrt(TensorOp):
     def compute(self, a):
-        return self.backend.sqrt(a)
+        return self.backend.sqrt(dtypes.as_float(self.backend, a))
 
     def gradient(self, out_grad, node):
         return out_grad / (node * 2)
@@ -228,13 +237,13 @@ def sqrt(a: Tensor) -> Tensor:
 
 
 class ReLU(TensorOp):
-    """max(x, 0), computed as x · [x > 0]: a multiply by a 0/1 mask beats NumPy's branchy
-    ``maximum`` on mixed-sign data, and the mask is kept for the backward pass."""
+    """max(x, 0). Why ``maximum`` and not x · [x > 0] (a faster multiply on the CPU):
+    (−inf) · 0 is NaN, and relu(−inf) must be 0. The 0/1 mask is kept for the backward pass."""
 
     def compute(self, a):
         b = self.backend
         self.mask = b.astype(b.greater(a, 0), a.dtype)
-        return b.multiply(a, self.mask)
+        return b.maximum(a, 0)
 
     def gradient(self, out_grad, node):
         # The mask is a constant: relu is piecewise linear, its second derivative is 0.
@@ -250,7 +259,7 @@ def relu(a: Tensor) -> Tensor:
 
 class Tanh(TensorOp):
     def compute(self, a):
-        return self.backend.tanh(a)
+        return self.backend.tanh(dtypes.as_float(self.backend, a))
 
     def gradient(self, out_grad, node):
         return out_grad * (1 - node * node)
@@ -265,6 +274,7 @@ class Sigmoid(TensorOp):
 
     def compute(self, a):
         b = self.backend
+        a = dtypes.as_float(b, a)
         return b.multiply(b.add(b.tanh(b.multiply(a, 0.5)), 1.0), 0.5)
 
     def gradient(self, out_grad, node):
@@ -273,22 +283,6 @@ class Sigmoid(TensorOp):
 
 def sigmoid(a: Tensor) -> Tensor:
     return Sigmoid()(a)
-
-
-class Compare(TensorOp):
-    """Element-wise comparison; the result is a 0/1 tensor of the input's dtype, with no gradient."""
-
-    def __init__(self, fn: str, scalar: Any = None) -> None:
-        self.fn = fn
-        self.scalar = _scalar(scalar)
-
-    def compute(self, a, b=None):
-        bk = self.backend
-        out = getattr(bk, self.fn)(a, self.scalar if b is None else b)
-        return bk.astype(out, a.dtype)
-
-    def gradient(self, out_grad, node):
-        return tuple(out_grad * 0 for _ in node.inputs)
 
 
 class MatMul(TensorOp):
@@ -344,11 +338,12 @@ def astype(a: Tensor, dtype: Any) -> Tensor:
 
 
 # Imported last: shape and reduction ops use the element-wise ones above.
+from .elementwise import where  # noqa: E402
 from .reduce import summation  # noqa: E402
 from .shape import reshape, transpose  # noqa: E402
 
 __all__ = [
-    "AddScalar", "AsType", "Compare", "DivScalar", "EWiseAdd", "EWiseDiv", "EWiseMul",
+    "AddScalar", "AsType", "DivScalar", "EWiseAdd", "EWiseDiv", "EWiseMul",
     "EWisePow", "Exp", "Log", "MatMul", "MulScalar", "Negate", "PowerScalar", "ReLU",
     "Sigmoid", "Sqrt", "Tanh", "add", "add_scalar", "astype", "divide", "divide_scalar",
     "exp", "log", "matmul", "mul_scalar", "multiply", "negate", "no_grad", "power",

@@ -83,6 +83,9 @@ class LogSumExp(TensorOp):
 
 
 def logsumexp(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:
+    if a.ndim == 0:  # a 0-d tensor is its own logsumexp: go through one axis of size 1
+        normalize_axes(axes, 0, "logsumexp")
+        return reshape(LogSumExp((0,), False)(reshape(a, (1,))), ())
     return LogSumExp(normalize_axes(axes, a.ndim, "logsumexp"), keepdims)(a)
 
 

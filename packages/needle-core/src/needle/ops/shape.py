@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..autograd import NeedleError, Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
+import numpy as np
+
+from ..autograd import (
+    NeedleError,
+    NeedleIndexError,
+    Tensor,
+    TensorOp,
+    TensorTuple,
+    TensorTupleOp,
+    Value,
+)
 from ._axes import normalize_axes
 
 
@@ -65,7 +75,12 @@ class Transpose(TensorOp):
         return transpose(out_grad, self.axes)
 
 
-def transpose(a: Tensor, axes: tuple[int, int] | None = None) -> Tensor:
+def transpose(a: Tensor, axes: tuple[int, int] | int | None = None, dim1: int | None = None
+              ) -> Tensor:
+    """Swap two axes: ``transpose(a, (i, j))`` (the course), ``transpose(a, i, j)`` (PyTorch),
+    or the last two by default."""
+    if dim1 is not None:
+        axes = (axes, dim1)
     if axes is not None:
         axes = tuple(axes)
         if len(axes) != 2:
@@ -260,7 +275,10 @@ class UnDilate(TensorOp):
         return self.backend.getitem(a, index)
 
     def gradient(self, out_grad, node):
-        return dilate(out_grad, self.axes, self.dilation)
+        # dilating back gives ceil(n / step) * step along each axis: trim it to n
+        grad = dilate(out_grad, self.axes, self.dilation)
+        shape = node.inputs[0].shape
+        return grad if grad.shape == shape else get_item(grad, tuple(slice(0, s) for s in shape))
 
 
 def undilate(a: Tensor, axes: Any, dilation: int) -> Tensor:
@@ -271,7 +289,8 @@ def undilate(a: Tensor, axes: Any, dilation: int) -> Tensor:
 
 
 class GetItem(TensorOp):
-    """NumPy-style indexing (ints, slices, None, ellipsis, integer arrays)."""
+    """NumPy-style indexing: ints, slices, None, ellipsis and integer arrays (bool masks
+    arrive here as their integer positions, see ``get_item``)."""
 
     def __init__(self, index: Any) -> None:
         self.index = index
@@ -280,7 +299,7 @@ class GetItem(TensorOp):
         return self.backend.getitem(a, self.index)
 
     def check(self, a):
-        raise NeedleError(f"getitem: index {self.index!r} does not fit a tensor of shape {a.shape}")
+        raise NeedleIndexError(f"index {self.index!r} does not fit a tensor of shape {a.shape}")
 
     def gradient(self, out_grad, node):
         return ScatterAdd(self.index, node.inputs[0].shape)(out_grad)
@@ -312,19 +331,82 @@ def _is_basic(index: Any) -> bool:
 
 
 def get_item(a: Tensor, index: Any) -> Tensor:
-    if isinstance(index, Value):
-        index = index._array
-    elif isinstance(index, tuple):
-        index = tuple(i._array if isinstance(i, Value) else i for i in index)
+    """``a[index]`` as NumPy and PyTorch read it; a bad index is an ``IndexError``."""
     if not _is_basic(index):
-        b = a.device.backend
-        items = index if isinstance(index, tuple) else (index,)
-        index = tuple(b.astype(b.array(i, None) if isinstance(i, list) else i, "int64")
-                      if not (isinstance(i, (int, slice)) or i is None or i is Ellipsis) else i
-                      for i in items)
-        if len(index) == 1:
-            index = index[0]
+        index = _advanced_index(a, index)
     return GetItem(index)(a)
+
+
+def _advanced_index(a: Tensor, index: Any) -> Any:
+    """Index arrays (Tensors, NumPy arrays, lists) as host int64 arrays, checked against
+    ``a``'s shape; a bool mask becomes the positions where it is true (its ``nonzero``).
+    Why on the host: the positions of a mask decide the result's shape, and CuPy would wrap
+    an out-of-range position silently where NumPy raises."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    items = [_index_array(i) for i in items]
+    if sum(i is Ellipsis for i in items) > 1:
+        raise NeedleIndexError("an index can only have a single ellipsis ('...')")
+    used = sum(i.ndim if isinstance(i, np.ndarray) and i.dtype == bool else 1
+               for i in items if i is not None and i is not Ellipsis)
+    if used > a.ndim:
+        raise NeedleIndexError(f"too many indices for a tensor of shape {a.shape}: "
+                               f"{used} axes indexed")
+    out: list[Any] = []
+    dim = 0
+    for item in items:
+        if item is Ellipsis:
+            out.append(item)
+            dim += a.ndim - used
+        elif item is None:
+            out.append(item)
+        elif isinstance(item, np.ndarray) and item.dtype == bool:
+            span = a.shape[dim:dim + item.ndim]
+            if item.shape != span:
+                raise NeedleIndexError(f"boolean mask of shape {item.shape} does not match the "
+                                       f"indexed axes {span} of a tensor of shape {a.shape}")
+            out.extend(np.nonzero(item))
+            dim += item.ndim
+        elif isinstance(item, np.ndarray):
+            size = a.shape[dim]
+            if item.size and (item.min() < -size or item.max() >= size):
+                bad = item[(item < -size) | (item >= size)].flat[0]
+                raise NeedleIndexError(f"index {bad} is out of bounds for axis {dim} with "
+                                       f"size {size} (tensor of shape {a.shape})")
+            out.append(np.where(item < 0, item + size, item))
+            dim += 1
+        else:
+            out.append(item)
+            dim += 1
+    return tuple(out) if len(out) != 1 else out[0]
+
+
+def _index_array(item: Any) -> Any:
+    """One item of an index: ints, slices, None and ... as they are; arrays as NumPy int64
+    or bool arrays; floats refused."""
+    if item is None or item is Ellipsis or isinstance(item, slice):
+        return item
+    if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+        return int(item)
+    if isinstance(item, Value):
+        item = item.numpy()
+    elif not isinstance(item, np.ndarray):
+        if hasattr(item, "__cuda_array_interface__") or hasattr(item, "get"):
+            item = item.get()  # a CuPy array
+        elif isinstance(item, (list, tuple)) and len(item) == 0:
+            item = np.zeros(0, np.int64)
+        elif isinstance(item, (list, tuple, bool, np.bool_)):
+            item = np.asarray(item)
+        else:
+            raise NeedleIndexError(f"tensors are indexed by integers, slices, None, ..., and "
+                                   f"integer or bool arrays; got {type(item).__name__} {item!r}")
+    if item.dtype == bool:
+        if item.ndim == 0:
+            raise NeedleIndexError("a single True/False is not an index here; use a mask tensor")
+        return item
+    if item.dtype.kind not in "iu":
+        raise NeedleIndexError(f"index arrays must hold integers or bools, got dtype {item.dtype} "
+                               f"(fractional positions do not exist; convert with .astype)")
+    return item.astype(np.int64, copy=False)
 
 
 from .mathematic import sum_to_shape  # noqa: E402

@@ -249,6 +249,10 @@ def _elementwise(r: _Runner, b: Backend) -> None:
                            ("tanh", x, np.tanh(_X)), ("sqrt", pos, np.sqrt(_POS))):
         r.case(name, "(2,3,4)", lambda name=name, arg=arg: getattr(b, name)(arg), ref)
     r.case("exp", "float32", lambda: b.exp(x32), np.exp(_X.astype("float32")))
+    for name in ("sin", "cos"):
+        r.case(name, "(2,3,4)", lambda name=name: getattr(b, name)(x), getattr(np, name)(_X))
+        r.case(name, "float32", lambda name=name: getattr(b, name)(x32),
+               getattr(np, name)(_X.astype("float32")))
     cond = _X > 0
     r.case("where", "arrays", lambda: b.where(r.put(cond), x, r.put(_POS)), np.where(cond, _X, _POS))
     r.case("where", "scalar", lambda: b.where(r.put(cond), x, 0.0), np.where(cond, _X, 0.0))
@@ -277,6 +281,11 @@ def _reductions(r: _Runner, b: Backend) -> None:
     r.case("max", "rows of a matrix", lambda: b.max(r.put(rows), (1,), True),
            np.max(rows, axis=1, keepdims=True))
     r.case("sum", "rows of a matrix", lambda: b.sum(r.put(rows), (1,)), np.sum(rows, axis=1))
+    for axis in (None, (1,), (0, 2)):
+        for keepdims in (False, True):
+            r.case("prod", f"axis={axis}, keepdims={keepdims}",
+                   lambda a=axis, k=keepdims: b.prod(x, a, k),
+                   np.asarray(np.prod(_X, axis=axis, keepdims=keepdims)))
     for axis in (None, 1):
         r.case("argmax", f"axis={axis}", lambda a=axis: b.argmax(x, a),
                lambda g, a=axis: r.compare(g.astype(np.int64),

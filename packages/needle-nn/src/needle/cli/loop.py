@@ -146,7 +146,13 @@ def train_steps(task: Task, model: nn.Module, opt: optim.Optimizer, pos: Positio
     loss_fn = nn.SoftmaxLoss()
     model.train()
     last = time.perf_counter()
+    batch_norm = any(isinstance(m, nn.BatchNorm1d) for _, m in model.named_modules())
     for x, y in batches:
+        if batch_norm and x.shape[0] == 1:
+            # an epoch's last batch of one: batch norm cannot train on a single value per
+            # channel (an error, as in PyTorch), so the step is skipped, not the bookkeeping
+            pos.batch += 1
+            continue
         opt.reset_grad()
         logits, carry = task.forward(model, x, pos.carry)
         loss = loss_fn(logits, y)

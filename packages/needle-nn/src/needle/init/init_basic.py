@@ -56,8 +56,8 @@ def randb(*shape: Any, p: float = 0.5, device: DeviceLike = None, dtype: Any = "
           requires_grad: bool = False) -> Tensor:
     """Bernoulli(p) as 0/1 values: one uniform draw per element, kept where ``<= p``.
 
-    The course defaults to ``dtype="bool"``; needle never mixes dtypes silently, so a
-    bool mask could not multiply a float tensor: the default here is float32.
+    The course defaults to ``dtype="bool"``; the default here is float32, a 0/1 mask
+    that multiplies a float32 tensor without a cast.
     """
     if not 0.0 <= p <= 1.0:
         raise NeedleError(f"init.randb: p must be in [0, 1], got {p}")

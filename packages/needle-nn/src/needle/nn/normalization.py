@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from needle import Tensor, ops
+from needle import NeedleError, Tensor, ops
 
 from .. import init
-from .module import Module, Parameter, check_input
+from .module import Module, Parameter, check_input, describe
 
 
 class LayerNorm1d(Module):
@@ -56,9 +56,17 @@ class BatchNorm1d(Module):
         self.register_buffer("running_mean", init.zeros(dim, device=device, dtype=dtype))
         self.register_buffer("running_var", init.ones(dim, device=device, dtype=dtype))
 
+    _shape_in: tuple[int, ...] | None = None  # BatchNorm2d's NCHW shape, for messages
+
     def forward(self, x: Tensor) -> Tensor:
         check_input(self, x, 2, 1, self.dim, "(N, {})")
+        if x.shape[0] == 0:
+            raise NeedleError(f"{describe(self)}: the batch is empty (input of shape {x.shape})")
         if self.training:
+            if x.shape[0] == 1:  # PyTorch's rule: the batch variance would be 0, the output 0
+                raise NeedleError(f"{describe(self)} in training needs more than one value per "
+                                  f"channel to take statistics from, got input of shape "
+                                  f"{self._shape_in or x.shape}; use a larger batch or .eval()")
             # One fused op; it also updates the running statistics in place (no graph).
             op = ops.BatchNorm(self.eps, self.running_mean._array,
                                self.running_var._array, self.momentum)
@@ -78,5 +86,9 @@ class BatchNorm2d(BatchNorm1d):
         check_input(self, x, 4, 1, self.dim, "(N, {}, H, W)")
         n, c, h, w = x.shape
         rows = x.permute((0, 2, 3, 1)).reshape((n * h * w, c))
-        y = super().forward(rows)
+        self._shape_in = x.shape
+        try:
+            y = super().forward(rows)
+        finally:
+            self._shape_in = None
         return y.reshape((n, h, w, c)).permute((0, 3, 1, 2))

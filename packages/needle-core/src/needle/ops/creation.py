@@ -1,0 +1,85 @@
+"""New tensors, PyTorch-style: arange, full, zeros_like, ones_like, rand_like."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import dtypes
+from ..autograd import NeedleError, Tensor
+from ..device import Device, default_device
+from ..device import device as _as_device
+
+
+def _device(device: Device | str | None, like: Tensor | None = None) -> Device:
+    if device is not None:
+        return _as_device(device)
+    return like.device if like is not None else default_device()
+
+
+def _new(data: Any, dev: Device, requires_grad: bool | None) -> Tensor:
+    out = Tensor.make_const(data, device=dev)
+    out.requires_grad = dtypes.resolve_requires_grad(data.dtype, bool(requires_grad))
+    return out
+
+
+def arange(start: float, end: float | None = None, step: float = 1, *, dtype: Any = None,
+           device: Device | str | None = None, requires_grad: bool = False) -> Tensor:
+    """``start, start + step, ...`` below ``end``; int64 for integer arguments, else float32."""
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise NeedleError("arange: step must not be zero")
+    if dtype is None:
+        whole = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+        dtype = np.dtype("int64") if whole else dtypes.DEFAULT_FLOAT
+    n = builtin_max(math.ceil((end - start) / step), 0)
+    dev = _device(device)
+    bk = dev.backend
+    values = bk.add(bk.multiply(bk.arange(n, np.dtype("float64")), step), start)
+    return _new(bk.astype(values, np.dtype(dtype)), dev, requires_grad)
+
+
+def full(shape: Any, fill_value: float, *, dtype: Any = None,
+         device: Device | str | None = None, requires_grad: bool = False) -> Tensor:
+    """Every element ``fill_value``; float32 unless ``dtype`` (a bool value gives bool)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if dtype is None:
+        dtype = np.dtype(bool) if isinstance(fill_value, bool) else dtypes.DEFAULT_FLOAT
+    dev = _device(device)
+    return _new(dev.backend.full(shape, fill_value, np.dtype(dtype)), dev, requires_grad)
+
+
+def full_like(a: Tensor, fill_value: float, *, dtype: Any = None,
+              device: Device | str | None = None, requires_grad: bool = False) -> Tensor:
+    dev = _device(device, a)
+    data = dev.backend.full(a.shape, fill_value, np.dtype(dtype) if dtype else a.dtype)
+    return _new(data, dev, requires_grad)
+
+
+def zeros_like(a: Tensor, **kw: Any) -> Tensor:
+    return full_like(a, 0, **kw)
+
+
+def ones_like(a: Tensor, **kw: Any) -> Tensor:
+    return full_like(a, 1, **kw)
+
+
+def rand_like(a: Tensor, *, dtype: Any = None, device: Device | str | None = None,
+              requires_grad: bool = False) -> Tensor:
+    """Uniform on [0, 1), shaped like ``a`` (its float dtype unless ``dtype``)."""
+    dev = _device(device, a)
+    dtype = np.dtype(dtype) if dtype else dtypes.float_dtype(a.dtype)
+    return _new(dev.backend.rand(a.shape, dtype), dev, requires_grad)
+
+
+def randn_like(a: Tensor, *, dtype: Any = None, device: Device | str | None = None,
+               requires_grad: bool = False) -> Tensor:
+    dev = _device(device, a)
+    dtype = np.dtype(dtype) if dtype else dtypes.float_dtype(a.dtype)
+    return _new(dev.backend.randn(a.shape, dtype), dev, requires_grad)
+
+
+builtin_max = max
