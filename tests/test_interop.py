@@ -34,7 +34,7 @@ def test_from_dlpack_shares_memory_and_makes_a_leaf():
     (g * g).sum().backward()
     np.testing.assert_allclose(g.grad.numpy(), [2.0, 2.0, 2.0])
     assert ndl.from_dlpack(np.arange(3)).dtype == np.int64
-    assert ndl.from_dlpack(t).cached_data is t.cached_data
+    assert ndl.from_dlpack(t)._array is t._array
 
 
 def test_strided_and_broadcast_tensors_export():

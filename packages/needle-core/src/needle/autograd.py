@@ -755,6 +755,18 @@ class Tensor(Value):
     def tolist(self) -> Any:
         return self.numpy().tolist()
 
+    # -- DLPack (the logic is in needle/interop.py) -----------------------------------
+    def __dlpack__(self, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
+                   copy: bool | None = None) -> Any:
+        """Share this Tensor's memory with ``torch/jax/np.from_dlpack`` (no copy, no graph)."""
+        from .interop import dlpack_capsule
+
+        return dlpack_capsule(self, stream, max_version, dl_device, copy)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        from .interop import dlpack_device
+
+        return dlpack_device(self)
 
 def _operand(t: Tensor, other: Any, always: bool = False) -> Any:
     """The other operand of ``t``'s operator: Tensors and weak scalars as they are, arrays
@@ -792,20 +804,6 @@ def _unknown_keywords(kwargs: dict[str, Any]) -> str:
         parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     return (f"Tensor() got unknown keyword argument(s) {', '.join(parts)}; "
             f"it takes {', '.join(_TENSOR_KEYWORDS)}")
-
-    # -- DLPack (the logic is in needle/interop.py) -----------------------------------
-    def __dlpack__(self, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
-                   copy: bool | None = None) -> Any:
-        """Share this Tensor's memory with ``torch/jax/np.from_dlpack`` (no copy, no graph)."""
-        from .interop import dlpack_capsule
-
-        return dlpack_capsule(self, stream, max_version, dl_device, copy)
-
-    def __dlpack_device__(self) -> tuple[int, int]:
-        from .interop import dlpack_device
-
-        return dlpack_device(self)
-
 
 def compute_gradient_of_variables(output: Tensor, out_grad: Tensor,
                                   create_graph: bool = False) -> None:
