@@ -214,7 +214,7 @@ def _restore(given: dict[str, Any], resume: str, file: Path, lock: rundir.RunLoc
         if sched is not None:
             sched.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError) as exc:
         raise CLIError(f"{file}: incomplete or inconsistent run checkpoint ({exc})") from exc
     if pos is not None and pos.carry is not None:
         pos.carry = _to_device(pos.carry, dev)
@@ -342,7 +342,8 @@ def train(given: dict[str, Any], out: str | None = None, resume: str | None = No
 
 
 def _train(run: Run, stop: StopRequest, progress: bool, started: float) -> int:
-    with stop:
+    # Overflow and NaN warnings would only repeat, untidily, what Diverged then says in one line.
+    with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while run.epoch < run.cfg.epochs:
             finished = _one_epoch(run, stop, progress)
             if not finished:
