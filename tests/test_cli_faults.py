@@ -421,3 +421,19 @@ def test_fuzzed_damaged_run_directories_exit_0_or_2_with_one_line(capsys, saved_
             assert_clean_exit(rc, err)
             if rc == 0 and argv[0] == "train":
                 assert_finite_checkpoint(out)
+
+
+# -- data files that parse but hold nothing to learn -----------------------------------------
+@pytest.mark.parametrize("count, rows, fragment", [(0, 28, "no examples to train on"),
+                                                   (2, 0, "0x0 pixels")])
+def test_mnist_files_without_anything_to_learn(count, rows, fragment, capsys, tmp_path):
+    for part in ("train", "t10k"):
+        (tmp_path / f"{part}-images-idx3-ubyte").write_bytes(
+            bytes([0, 0, 8, 3]) + np.array([count, rows, rows], ">u4").tobytes()
+            + bytes(count * rows * rows))
+        (tmp_path / f"{part}-labels-idx1-ubyte").write_bytes(
+            bytes([0, 0, 8, 1]) + np.array([count], ">u4").tobytes() + bytes(count))
+    rc, err = run(["train", *FAST, "--dataset", "mnist", "--data-dir", str(tmp_path),
+                   "--out", str(tmp_path / "run")], capsys)
+    assert_clean_exit(rc, err, fragment)
+    assert rc == 2 and not (tmp_path / "run").exists()
