@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Callable
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "stale_temporaries", "temporary_name"]
+__all__ = ["atomic_write", "refuse_link", "stale_temporaries", "temporary_name"]
 
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}\.tmp")
 _FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)

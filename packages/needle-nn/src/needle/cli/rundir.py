@@ -116,9 +116,16 @@ def claim(directory: Path) -> RunLock:
             raise CLIError(f"--out {directory}: exists and is not a directory")
         directory.mkdir(parents=True, exist_ok=True)
     lock = RunLock(directory)
-    with writing(directory, "clean up"):
-        for tmp in stale_temporaries(directory, WRITTEN):
-            os.unlink(tmp)  # a symbolic link is removed itself, never its target
+    try:
+        for name in WRITTEN:  # refused now rather than after an epoch of training
+            with writing(directory / name):
+                refuse_link(str(directory / name))
+        with writing(directory, "clean up"):
+            for tmp in stale_temporaries(directory, WRITTEN):
+                os.unlink(tmp)  # a symbolic link is removed itself, never its target
+    except BaseException:
+        lock.release()
+        raise
     return lock
 
 
