@@ -64,7 +64,8 @@ def _defaults_table() -> str:
               "",
               "output: --out DIR (default runs/<date>-<time>-<model>-<dataset>) receives",
               "  checkpoint.npz, metrics.jsonl and curves.png after every epoch. Ctrl-C stops",
-              "  after the current step and saves; 'needle train --resume DIR' continues exactly."]
+              "  after the current step and saves; 'needle train --resume DIR' continues exactly.",
+              "  One run per directory: a second one there exits 2 naming the first."]
     return "\n".join(lines)
 
 

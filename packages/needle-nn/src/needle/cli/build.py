@@ -147,10 +147,11 @@ def checkpoint_path(path: str | Path) -> Path:
 
 
 def check_finite(model: nn.Module) -> None:
-    """``Diverged`` when a weight is NaN or infinite: such a model is never saved."""
-    for name, p in model.named_parameters():
-        if not np.isfinite(p.numpy()).all():
-            raise Diverged(f"parameter {name} became non-finite")
+    """``Diverged`` when a weight or buffer (batch-norm statistics) is NaN or infinite:
+    such a model is never saved."""
+    for name, t in model.state_dict().items():
+        if not np.isfinite(t.numpy()).all():
+            raise Diverged(f"{name} became non-finite")
 
 
 def save_run(path: Path, cfg: Config, model: nn.Module, opt: optim.Optimizer, sched: Any,
@@ -231,6 +232,7 @@ def check_state(file: Path, saved: Config, task: Any, ckpt: dict[str, Any]
         if not isinstance(m, dict) or m.get("epoch") != i or \
                 not all(_amount(m.get(k)) for k in _METRIC_KEYS):
             raise bad(f"history entry {i} is not epoch {i}'s metrics ({m!r:.80})")
+    _check_schedule(bad, saved, epoch, ckpt.get("optimizer"), ckpt.get("scheduler"))
     raw = ckpt.get("position")
     if raw is None:
         return epoch, None, history
@@ -257,6 +259,24 @@ def check_state(file: Path, saved: Config, task: Any, ckpt: dict[str, Any]
     else:
         _check_carry(bad, saved, raw["carry"])
     return epoch, Position.from_dict(raw), history
+
+
+def _check_schedule(bad: Any, cfg: Config, epoch: int, opt: Any, sched: Any) -> None:
+    """The optimizer's hyper-parameters and the schedule are the config's, at ``epoch``."""
+    hyper = opt.get("hyper") if isinstance(opt, dict) else None
+    if not isinstance(hyper, dict):
+        raise bad("its optimizer state has no hyper-parameters")
+    for key in ("weight_decay", "momentum"):
+        if key in hyper and hyper[key] != getattr(cfg, key):
+            raise bad(f"the optimizer's {key} {hyper[key]!r:.40} is not the run's "
+                      f"{getattr(cfg, key)}")
+    if cfg.schedule == "none":
+        if hyper.get("lr") != cfg.lr:
+            raise bad(f"the optimizer's lr {hyper.get('lr')!r:.40} is not the run's {cfg.lr}")
+    elif not isinstance(sched, dict) or sched.get("base_lr") != cfg.lr \
+            or sched.get("last_epoch") != epoch:
+        raise bad(f"its schedule state {sched!r:.60} is not the run's (base lr {cfg.lr}, "
+                  f"{epoch} epochs done)")
 
 
 def _check_carry(bad: Any, cfg: Config, carry: Any) -> None:

@@ -326,7 +326,10 @@ def train(given: dict[str, Any], out: str | None = None, resume: str | None = No
     if resume is not None and out is not None:
         raise CLIError("--out cannot be combined with --resume: a resumed run writes to its own "
                        "directory")
-    run = _resume(given, resume) if resume is not None else _start(given, out)
+    try:
+        run = _resume(given, resume) if resume is not None else _start(given, out)
+    except Diverged as exc:  # the weights as built or loaded; nothing was written
+        raise CLIError(f"cannot start: {exc}") from None
     report.say(_banner(run, resume is not None))
     started = time.perf_counter()
     stop = stop or StopRequest()
