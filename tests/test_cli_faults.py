@@ -437,3 +437,28 @@ def test_mnist_files_without_anything_to_learn(count, rows, fragment, capsys, tm
                    "--out", str(tmp_path / "run")], capsys)
     assert_clean_exit(rc, err, fragment)
     assert rc == 2 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("which, kind, how, fragment", [
+    ("done", "field", ("config", "lr", -1), "saved lr=-1"),
+    ("done", "field", ("config", "batch_size", 0), "saved batch_size=0"),
+    ("mid", "field", ("position", "batch", 10**6), "position after batch 1000000"),
+    ("mid", "field", ("position", "order", np.arange(5)), "not a permutation"),
+    ("done", "history", "renumber", "history entry 1"),
+    ("done", "top", ("history", "epoch 1"), "history is not a list"),
+    ("done", "field", ("scheduler", "base_lr", 10**12), "schedule state"),  # found by fuzzing
+    ("done", "field", ("optimizer", "hyper", {"lr": 0.003, "beta1": 0.9, "beta2": 0.999,
+                                              "eps": 1e-8, "weight_decay": 1e30}),
+     "weight_decay"),
+])
+def test_damaged_values_the_issue_and_the_fuzzer_found(which, kind, how, fragment, capsys,
+                                                      saved_runs, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    for entry in saved_runs[which].iterdir():
+        (out / entry.name).write_bytes(entry.read_bytes())
+    _apply(out, kind, how)
+    before = (out / "checkpoint.npz").read_bytes()
+    rc, err = run(["train", "--resume", str(out), "--epochs", "2", "--no-progress"], capsys)
+    assert_clean_exit(rc, err, "damaged run checkpoint", fragment)
+    assert rc == 2 and (out / "checkpoint.npz").read_bytes() == before
