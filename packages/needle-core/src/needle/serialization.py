@@ -15,22 +15,28 @@ stored as a ``uint8`` array member. The zip's CRC-32 over every member catches
 corrupt bytes; truncation loses the zip directory. Either way ``load`` raises
 :class:`CheckpointError` naming the file, never some other exception.
 
-**Why writes are atomic.** ``save`` writes a temporary file next to ``path``,
-flushes and ``fsync``\\ s it, then ``os.replace``\\ s it over ``path``: a crash or
-Ctrl-C mid-save leaves the previous checkpoint intact and removes the temporary.
+**Why writes are atomic.** ``save`` writes through ``needle.atomic.atomic_write``:
+a fresh temporary next to ``path`` (``O_EXCL | O_NOFOLLOW``), flushed, ``fsync``\\ ed
+and ``os.replace``\\ d over ``path``, so a crash or Ctrl-C mid-save leaves the previous
+checkpoint intact; a symbolic link at ``path`` is refused, never followed.
+
+**Why loading is bounded.** Every array's header is checked against the manifest
+and against the bytes its member holds before anything is allocated, and the
+members may not inflate to more than ``_MAX_INFLATION`` times the file's size, so
+a small file cannot make ``load`` allocate gigabytes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import math
 import os
-import secrets
 import zipfile
 from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_write
 from .autograd import Tensor
 from .device import Device, default_device
 from .device import device as _as_device
@@ -42,6 +48,7 @@ FORMAT = "needle-checkpoint"
 VERSION = 1
 _MANIFEST = "needle_manifest"
 _ARRAY_KINDS = "biufcSU"  # NumPy kinds .npy stores without pickle
+_MAX_INFLATION = 64  # members may hold at most this many times the file's size
 
 PathLike = str | os.PathLike
 
@@ -68,46 +75,18 @@ def save(obj: Any, path: PathLike) -> None:
     manifest = json.dumps({"format": FORMAT, "version": VERSION, "arrays": table, "root": root})
     members = {_MANIFEST: np.frombuffer(manifest.encode("utf-8"), dtype=np.uint8), **arrays}
 
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot save checkpoint {path!r}: "
-                                f"directory {directory!r} does not exist")
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    # O_EXCL: never follow or clobber someone else's file; 0o666 lets the umask decide.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for name, array in members.items():
-                    _write_array(zf, name, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
+    def write(f: Any) -> None:
+        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, array in members.items():
+                _write_array(zf, name, array)
+
+    atomic_write(path, write)
 
 
 def _write_array(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
     """One ``.npy`` member, written as ``np.savez`` does (a seam for crash tests)."""
     with zf.open(name + ".npy", mode="w", force_zip64=True) as fid:
         np.lib.format.write_array(fid, array, allow_pickle=False)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class _Encoder:
@@ -207,19 +186,35 @@ def _read(path: str) -> Any:
             if f.read(2) != b"PK":
                 raise CheckpointError(f"{path}: not a needle checkpoint (not a zip/.npz file)")
             f.seek(0)
-            npz = np.load(f, allow_pickle=False)
-            with npz:
-                if _MANIFEST not in npz.files:
+            on_disk = os.fstat(f.fileno()).st_size
+            with zipfile.ZipFile(f) as zf:
+                members = {info.filename: info for info in zf.infolist()}
+                _check_inflation(path, on_disk, members.values())
+                if _MANIFEST + ".npy" not in members:
                     raise CheckpointError(f"{path}: not a needle checkpoint (a zip/.npz file "
                                           f"without {_MANIFEST!r}; was it written by numpy.savez?)")
-                manifest = _parse_manifest(path, npz[_MANIFEST])
-                arrays = _read_arrays(path, npz, manifest["arrays"])
+                raw = _read_member(path, zf, members[_MANIFEST + ".npy"], _MANIFEST, None)
+                manifest = _parse_manifest(path, raw)
+                arrays = _read_arrays(path, zf, members, manifest["arrays"])
         return _Decoder(path, arrays).decode(manifest["root"], 0)
     except CheckpointError:
         raise
     except Exception as exc:  # zipfile, NumPy, json, OSError...: all mean an unusable file
         raise CheckpointError(f"{path}: unreadable needle checkpoint, corrupt or truncated "
                               f"({type(exc).__name__}: {exc})") from exc
+
+
+def _check_inflation(path: str, on_disk: int, members: Any) -> None:
+    """``save`` stores members uncompressed, so their sizes add up to about the file's.
+
+    zipfile never inflates a member past the size its directory entry states, so
+    this bound, checked before anything is read, caps what loading can allocate.
+    """
+    total = sum(info.file_size for info in members)
+    if total > _MAX_INFLATION * on_disk + (1 << 20):
+        raise CheckpointError(f"{path}: its members inflate to {total:,} bytes, more than "
+                              f"{_MAX_INFLATION}x its {on_disk:,} bytes on disk (needle writes "
+                              f"checkpoints uncompressed): refusing what looks like a zip bomb")
 
 
 def _parse_manifest(path: str, raw: np.ndarray) -> dict[str, Any]:
@@ -238,18 +233,54 @@ def _parse_manifest(path: str, raw: np.ndarray) -> dict[str, Any]:
     return manifest
 
 
-def _read_arrays(path: str, npz: Any, table: dict[str, Any]) -> dict[str, np.ndarray]:
+def _read_arrays(path: str, zf: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
+                 table: dict[str, Any]) -> dict[str, np.ndarray]:
     arrays = {}
     for key, spec in table.items():
-        if not isinstance(spec, dict) or key not in npz.files:
+        info = members.get(f"{key}.npy")
+        if not isinstance(spec, dict) or info is None:
             raise CheckpointError(f"{path}: corrupt checkpoint (array {key!r} is missing)")
-        array = npz[key]
-        if array.dtype.str != spec.get("dtype") or list(array.shape) != spec.get("shape"):
-            raise CheckpointError(
-                f"{path}: corrupt checkpoint (array {key!r} is {array.dtype.str}{list(array.shape)}, "
-                f"the manifest says {spec.get('dtype')}{spec.get('shape')})")
-        arrays[key] = array
+        arrays[key] = _read_member(path, zf, info, key, spec)
     return arrays
+
+
+def _read_member(path: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str,
+                 spec: dict[str, Any] | None) -> np.ndarray:
+    """One ``.npy`` member, its header checked against the manifest (``spec``) and against
+    the bytes the member holds *before* the array is allocated."""
+    fmt = np.lib.format
+    with zf.open(info) as fp:
+        version = fmt.read_magic(fp)
+        if version not in ((1, 0), (2, 0)):
+            raise CheckpointError(f"{path}: corrupt checkpoint (array {key!r} has .npy version "
+                                  f"{version})")
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read_header(fp)
+        if spec is not None and (dtype.str != spec.get("dtype") or list(shape) != spec.get("shape")):
+            raise CheckpointError(
+                f"{path}: corrupt checkpoint (array {key!r} is {dtype.str}{list(shape)}, "
+                f"the manifest says {spec.get('dtype')}{spec.get('shape')})")
+        if dtype.kind not in _ARRAY_KINDS or any(n < 0 for n in shape):
+            raise CheckpointError(f"{path}: corrupt checkpoint (array {key!r} is "
+                                  f"{dtype.str}{list(shape)})")
+        count = math.prod(shape)
+        nbytes = count * dtype.itemsize
+        if fp.tell() + nbytes != info.file_size:
+            raise CheckpointError(f"{path}: corrupt checkpoint (array {key!r} declares shape "
+                                  f"{list(shape)} of {dtype.str}, {nbytes:,} bytes, but its member "
+                                  f"holds {info.file_size - fp.tell():,})")
+        if nbytes == 0:
+            return np.empty(shape, dtype)
+        buf = bytearray(nbytes)
+        view, got = memoryview(buf), 0
+        while got < nbytes:
+            n = fp.readinto(view[got:])
+            if not n:
+                raise CheckpointError(f"{path}: truncated checkpoint (array {key!r} ends after "
+                                      f"{got:,} of {nbytes:,} bytes)")
+            got += n
+    array = np.frombuffer(buf, dtype=dtype, count=count)
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
 class _Decoder:

@@ -1,13 +1,15 @@
 """The ``needle`` command: ``needle train``, ``needle eval``, ``needle backends``.
 
 Exit status: 0 on success, 2 for bad input (one line on stderr naming the problem
-and the valid choices or the missing file; never a traceback), 130 when Ctrl-C
-stopped training after saving a checkpoint that ``--resume`` continues.
+and the valid choices or the missing file; never a traceback), for an output path
+that cannot be written and for a run that diverged, 130 when Ctrl-C stopped
+training after saving a checkpoint that ``--resume`` continues.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -33,7 +35,7 @@ def _number(kind: Callable[[str], Any], low: float, strict: bool, what: str
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not (value > low if strict else value >= low) or value != value:
+        if not (value > low if strict else value >= low) or not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
     return parse
@@ -62,7 +64,8 @@ def _defaults_table() -> str:
               "",
               "output: --out DIR (default runs/<date>-<time>-<model>-<dataset>) receives",
               "  checkpoint.npz, metrics.jsonl and curves.png after every epoch. Ctrl-C stops",
-              "  after the current step and saves; 'needle train --resume DIR' continues exactly."]
+              "  after the current step and saves; 'needle train --resume DIR' continues exactly.",
+              "  One run per directory: a second one there exits 2 naming the first."]
     return "\n".join(lines)
 
 
@@ -125,6 +128,12 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in skip}
 
 
+def _fail(prog: str, message: str) -> int:
+    """The one line of a failure; the exit status of bad input."""
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``needle`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -140,9 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train(_given(args), out=args.out, resume=args.resume,
                      progress=not args.no_progress)
     except CLIError as exc:
-        message = " ".join(str(exc).split())
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(prog, str(exc))
+    except OSError as exc:  # an output path the writers did not name (they mostly do)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(prog, f"{where}{exc.strerror or exc}")
+    except MemoryError:
+        return _fail(prog, "out of memory: use a smaller model (--hidden-dim) or --batch-size")
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted", file=sys.stderr)
         return 130

@@ -19,7 +19,7 @@ from .build import (
     resolve_device,
 )
 from .loop import evaluate
-from .options import CLIError, check_pair, default_data_dir
+from .options import CLIError, check_pair, default_data_dir, validate
 from .train import check_fits, make_task
 
 
@@ -41,6 +41,7 @@ def eval_checkpoint(checkpoint: str, given: dict[str, Any]) -> int:
         else (saved.holdout if same else None),
         device=given.get("device") or saved.device,
         batch_size=given.get("batch_size") or saved.batch_size)
+    validate(cfg)
     dev = resolve_device(cfg.device)
     data = sources.load(cfg)
     check_fits(saved, data, dataset, str(file))

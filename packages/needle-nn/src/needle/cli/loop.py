@@ -9,6 +9,7 @@ between chunks live in a ``Position`` that goes into the checkpoint.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,6 +56,10 @@ class Position:
                    batch=int(raw["batch"]), errors=int(raw["errors"]),
                    loss_sum=float(raw["loss_sum"]), seen=int(raw["seen"]),
                    seconds=float(raw["seconds"]), carry=raw["carry"])
+
+
+class Diverged(Exception):  # noqa: N818 - names what happened, like StopIteration
+    """Training produced a non-finite loss or weight (usually: the learning rate is too high)."""
 
 
 def detach(state: Any) -> Any:
@@ -141,7 +146,8 @@ def train_steps(task: Task, model: nn.Module, opt: optim.Optimizer, pos: Positio
     """Train on ``batches``, updating ``pos`` after every step.
 
     Returns True when the epoch is complete, False when ``should_stop()`` asked to
-    stop after a step (``pos`` then says exactly where to continue).
+    stop after a step (``pos`` then says exactly where to continue). A non-finite
+    loss raises ``Diverged`` before its step changes the weights.
     """
     loss_fn = nn.SoftmaxLoss()
     model.train()
@@ -156,6 +162,9 @@ def train_steps(task: Task, model: nn.Module, opt: optim.Optimizer, pos: Positio
         opt.reset_grad()
         logits, carry = task.forward(model, x, pos.carry)
         loss = loss_fn(logits, y)
+        value = float(loss.numpy())
+        if not math.isfinite(value):
+            raise Diverged(f"the training loss became {value} in batch {pos.batch + 1}")
         loss.backward()
         if clip:
             optim.clip_grad_norm(model.parameters(), clip)
@@ -164,7 +173,7 @@ def train_steps(task: Task, model: nn.Module, opt: optim.Optimizer, pos: Positio
         pos.carry = detach(carry)
         pos.batch += 1
         pos.errors += _errors(logits, y)
-        pos.loss_sum += float(loss.numpy()) * n
+        pos.loss_sum += value * n
         pos.seen += n
         now = time.perf_counter()
         pos.seconds += now - last

@@ -9,6 +9,7 @@ the model without being told again.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -91,6 +92,7 @@ class Config:
         if cfg.model not in MODELS or cfg.dataset not in DATASETS:
             raise CLIError(f"{where}: checkpoint of an unknown model/data set "
                            f"({cfg.model!r} on {cfg.dataset!r})")
+        validate(cfg, where)
         return cfg
 
 
@@ -138,7 +140,88 @@ def resolve(given: dict[str, Any]) -> Config:
     values["model"], values["dataset"] = model, dataset
     data_dir = given.get("data_dir")
     values["data_dir"] = str(Path(data_dir).resolve()) if data_dir else default_data_dir(dataset)
-    return Config(**{k: values.get(k) for k in TRAIN_KEYS})
+    cfg = Config(**{k: values.get(k) for k in TRAIN_KEYS})
+    validate(cfg)
+    return cfg
+
+
+# -- validation: the one place that says which values a run may have ----------------------
+MAX_SEED = 2**32 - 1  # NumPy's global generator takes 32-bit seeds
+#: (kind, low, high, whether high is excluded). ``None`` is allowed where the model
+#: does not use the option. Upper bounds keep arithmetic and allocations sane; whether
+#: a model of these sizes fits in memory is checked once the data's width is known.
+LIMITS: dict[str, tuple[type, float, float, bool]] = {
+    "epochs": (int, 1, 100_000, False),
+    "batch_size": (int, 1, 1 << 20, False),
+    "lr": (float, 0.0, math.inf, False),
+    "momentum": (float, 0.0, 1.0, True),
+    "weight_decay": (float, 0.0, math.inf, False),
+    "seed": (int, 0, MAX_SEED, False),
+    "holdout": (int, 1, 1 << 40, False),
+    "hidden_dim": (int, 1, 1 << 20, False),
+    "embedding_dim": (int, 1, 1 << 20, False),
+    "num_layers": (int, 1, 64, False),
+    "bptt": (int, 1, 100_000, False),
+    "clip": (float, 0.0, math.inf, False),
+    "input_dim": (int, 1, 1 << 31, False),
+}
+_POSITIVE = {"lr", "clip"}  # strictly above their low bound
+_CHOICES = {"model": MODELS, "dataset": DATASETS, "optimizer": OPTIMIZERS,
+            "schedule": SCHEDULES, "seq_model": SEQ_MODELS}
+_REQUIRED = {"model", "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum",
+             "weight_decay", "schedule", "seed", "device"}
+
+
+def _bad_value(key: str, value: Any) -> str | None:
+    """Why ``value`` cannot be option ``key`` (None when it can)."""
+    if value is None:
+        return "it is missing" if key in _REQUIRED else None
+    if key in _CHOICES:
+        return None if value in _CHOICES[key] else f"choose from {', '.join(_CHOICES[key])}"
+    if key in ("device", "data_dir", "vocab_sha256"):
+        return None if isinstance(value, str) and value and "\0" not in value else "not a name"
+    kind, low, high, high_open = LIMITS[key]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and (kind is float or isinstance(value, int))
+    if not number or not math.isfinite(value):
+        return f"expected {'a finite number' if kind is float else 'an integer'}"
+    too_low = value <= low if key in _POSITIVE else value < low
+    if too_low or value > high or (high_open and value == high):
+        low_side = f"> {low:g}" if key in _POSITIVE else f">= {low:g}"
+        high_side = f"< {high:g}" if high_open else (f"<= {high:,}" if high != math.inf else "")
+        return f"must be {low_side}{' and ' + high_side if high_side else ''}"
+    return None
+
+
+def validate(cfg: Config, where: str | None = None) -> None:
+    """A ``CLIError`` for the first value of ``cfg`` no run can have.
+
+    ``where`` is the checkpoint it was read from (its saved options are held to the
+    same rules as the command line's); ``None`` means the command line.
+    """
+    for key in TRAIN_KEYS + ("input_dim", "vocab_sha256"):
+        value = getattr(cfg, key)
+        why = _bad_value(key, value)
+        if why is None:
+            continue
+        if where is None:
+            raise CLIError(f"--{key.replace('_', '-')} {value}: {why}")
+        raise CLIError(f"{where}: a damaged run checkpoint: its saved {key}={value!r:.60} is "
+                       f"invalid ({why})")
+    where = where or "the command line"
+    try:
+        check_pair(cfg.model, cfg.dataset)
+    except CLIError as exc:
+        if where is None:
+            raise
+        raise CLIError(f"{where}: a damaged run checkpoint ({exc})") from None
+    if cfg.model == "lm" and None in (cfg.hidden_dim, cfg.embedding_dim, cfg.num_layers,
+                                      cfg.seq_model, cfg.bptt):
+        raise CLIError(f"{where}: a damaged run checkpoint: an lm without all its sizes")
+    if cfg.model == "mlp-resnet" and (cfg.hidden_dim or 0) < 2:
+        raise CLIError(f"--hidden-dim {cfg.hidden_dim}: an mlp-resnet needs at least 2 (its "
+                       f"blocks are half as wide)" if where == "the command line" else
+                       f"{where}: a damaged run checkpoint: an mlp-resnet needs hidden_dim >= 2")
 
 
 def check_resume(saved: Config, given: dict[str, Any]) -> Config:
@@ -159,4 +242,6 @@ def check_resume(saved: Config, given: dict[str, Any]) -> Config:
     updates = {k: given[k] for k in changeable if given.get(k) is not None}
     if "data_dir" in updates:
         updates["data_dir"] = str(Path(updates["data_dir"]).resolve())
-    return Config(**{**saved.to_dict(), **updates})
+    cfg = Config(**{**saved.to_dict(), **updates})
+    validate(cfg)
+    return cfg

@@ -8,13 +8,13 @@ with a note. Plots use the Agg canvas directly (no pyplot, no global state, no d
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
+
+from . import rundir
 
 try:
     from tqdm import tqdm
@@ -61,17 +61,12 @@ def epoch_line(m: dict[str, Any], epochs: int, unit: str = "examples") -> str:
 
 
 def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
-    """Rewrite ``metrics.jsonl`` from ``history`` (a resume drops lines after its checkpoint)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(m) + "\n" for m in history), encoding="utf-8")
-    os.replace(tmp, path)
+    """Rewrite ``metrics.jsonl`` from ``history``, atomically, after every epoch.
 
-
-def append_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(metrics) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    A whole rewrite (a few kB) rather than an append: a reader never sees half a line,
+    and a resume drops the lines written after its checkpoint.
+    """
+    rundir.write_text(path, "".join(json.dumps(m) + "\n" for m in history))
 
 
 def plot_curves(path: Path, history: list[dict[str, Any]], title: str) -> str | None:
@@ -102,13 +97,7 @@ def plot_curves(path: Path, history: list[dict[str, Any]], title: str) -> str | 
     if len(epochs) < 12:
         for ax in (loss_ax, acc_ax):
             ax.set_xticks(epochs)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    rundir.write_file(path, lambda f: fig.savefig(f, format="png"))
     return None
 
 

@@ -59,14 +59,22 @@ def load(cfg: Config) -> Images | Tokens:
             raise CLIError(f"--data-dir {folder}: no such directory (the {cfg.dataset} files are "
                            f"expected there; see 'needle train --help')")
         if cfg.dataset == "mnist":
-            return _mnist(cfg, folder)
+            return _nonempty(_mnist(cfg, folder), folder)
         if cfg.dataset == "cifar10":
-            return _cifar10(cfg, folder)
+            return _nonempty(_cifar10(cfg, folder), folder)
         return _ptb(cfg, folder)
     except data.DataError as exc:
         raise CLIError(str(exc)) from exc
     except ModuleNotFoundError as exc:
         raise CLIError(str(exc)) from exc
+
+
+def _nonempty(images: Images, folder: Path) -> Images:
+    """Zero examples to train or test on is bad data, not a run that divides by zero."""
+    if len(images.train) == 0 or len(images.test) == 0:
+        raise CLIError(f"--data-dir {folder}: {images.note}: no examples to "
+                       f"{'train' if len(images.train) == 0 else 'evaluate'} on")
+    return images
 
 
 def _holdout(n: int, cfg: Config, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import signal
 import threading
 import time
@@ -13,11 +15,13 @@ import needle as ndl
 import numpy as np
 
 from ..data import DataError
-from . import report, sources
+from . import report, rundir, sources
 from .build import (
-    CHECKPOINT,
     build_model,
     build_optimizer,
+    check_finite,
+    check_memory,
+    check_state,
     checkpoint_path,
     count_parameters,
     load_weights,
@@ -26,11 +30,11 @@ from .build import (
     save_run,
     set_rng_state,
 )
-from .loop import ImageTask, Position, Task, TextTask, evaluate, train_steps
+from .loop import Diverged, ImageTask, Position, Task, TextTask, evaluate, train_steps
 from .options import CLIError, Config, check_resume, resolve
+from .rundir import CHECKPOINT, CURVES, METRICS
 
 EXIT_INTERRUPTED = 130
-METRICS, CURVES = "metrics.jsonl", "curves.png"
 PLOT_EVERY_S = 10.0  # curves.png is refreshed after an epoch at most this often, and at the end
 
 
@@ -77,14 +81,19 @@ class Run:
     pos: Position | None = None  # inside epoch ``epoch + 1`` (None: at its start)
     history: list[dict[str, Any]] = field(default_factory=list)
     plotted: float = field(default_factory=time.perf_counter)  # last curves.png refresh
+    lock: rundir.RunLock | None = None  # held until the process ends
+    saved: str = "none yet"  # where the last checkpoint stands, for messages
 
     @property
     def checkpoint(self) -> Path:
         return self.out / CHECKPOINT
 
     def save(self) -> None:
+        """Checkpoint the run; ``Diverged`` (and nothing written) when a weight is not finite."""
         save_run(self.checkpoint, self.cfg, self.model, self.opt, self.sched, self.epoch,
                  self.pos, self.history)
+        self.saved = (f"after epoch {self.epoch}" if self.pos is None
+                      else f"in epoch {self.epoch + 1} after batch {self.pos.batch}")
 
 
 def _new_out_dir(out: str | None, cfg: Config) -> Path:
@@ -98,11 +107,15 @@ def _new_out_dir(out: str | None, cfg: Config) -> Path:
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise CLIError(f"--out {out}: exists and is not a directory")
-    for name in (CHECKPOINT, METRICS):
-        if (path / name).exists():
-            raise CLIError(f"--out {out} already holds a run ({name}): continue it with "
-                           f"'needle train --resume {out}' or choose another --out")
+    _refuse_existing(path)
     return path
+
+
+def _refuse_existing(path: Path) -> None:
+    """A directory with a checkpoint holds a run: ``--resume`` continues it, ``--out`` may not."""
+    if os.path.lexists(path / CHECKPOINT):
+        raise CLIError(f"--out {path} already holds a run ({CHECKPOINT}): continue it with "
+                       f"'needle train --resume {path}' or choose another --out")
 
 
 def make_task(cfg: Config, data: sources.Images | sources.Tokens, dev: ndl.Device) -> Task:
@@ -131,7 +144,8 @@ def check_fits(saved: Config, data: sources.Images | sources.Tokens, dataset: st
                        f"(ids follow the files read); use the files and --holdout it was trained on")
 
 
-def _start(given: dict[str, Any], out: str | None) -> Run:
+def _start(given: dict[str, Any], out: str | None, again: str | None = None) -> Run:
+    """A new run into ``out``; ``again`` is said when it restarts one that died early."""
     cfg = resolve(given)
     path = _new_out_dir(out, cfg)
     dev = resolve_device(cfg.device)
@@ -139,43 +153,78 @@ def _start(given: dict[str, Any], out: str | None) -> Run:
     cfg.input_dim = input_dim(data)
     if isinstance(data, sources.Tokens):
         cfg.vocab_sha256 = data.vocab_sha256
+    check_memory(cfg, cfg.input_dim)
     task = make_task(cfg, data, dev)  # draws nothing: seeding below fixes the whole run
     ndl.manual_seed(cfg.seed)
     model = build_model(cfg, cfg.input_dim, dev)
     opt, sched = build_optimizer(cfg, model)
-    path.mkdir(parents=True, exist_ok=True)  # only now: a failed start leaves no directory
-    (path / METRICS).write_text("", encoding="utf-8")
-    return Run(cfg, path, model, opt, sched, task, data.note)
+    if again is None and out is not None and rundir.has_traces(path):
+        again = f"{path}: the run there stopped before its first checkpoint; starting it again"
+    # Only now: a failed start leaves no directory. The lock comes before any write, and
+    # a run that finished while we loaded the data is seen under it.
+    lock = rundir.claim(path)
+    try:
+        _refuse_existing(path)
+        run = Run(cfg, path, model, opt, sched, task, data.note, lock=lock)
+        report.write_metrics(path / METRICS, [])
+        run.save()  # epoch 0: from its first moment the run can be resumed
+    except BaseException:
+        lock.release()
+        raise
+    if again:
+        report.say(again)
+    return run
 
 
 def _resume(given: dict[str, Any], resume: str) -> Run:
-    saved, ckpt = read_run(resume, ndl.cpu())
     file = checkpoint_path(resume)
+    out = file.parent
+    if not os.path.lexists(file) and out.is_dir() and rundir.has_traces(out):
+        return _start(given, str(out), again=f"{resume} holds no {CHECKPOINT}: its run stopped "
+                                             f"before the first one; starting it from the "
+                                             f"beginning with the options given here")
+    lock = rundir.claim(out) if os.path.lexists(file) else None  # before reading: one run here
+    try:
+        return _restore(given, resume, file, lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _restore(given: dict[str, Any], resume: str, file: Path, lock: rundir.RunLock | None) -> Run:
+    out = file.parent
+    saved, ckpt = read_run(resume, ndl.cpu())
     cfg = check_resume(saved, given)
     dev = resolve_device(cfg.device)
     data = sources.load(cfg)
     check_fits(saved, data, cfg.dataset, str(file))
+    check_memory(cfg, cfg.input_dim)
     model = build_model(cfg, cfg.input_dim, dev)
     load_weights(file, cfg, model, ckpt)
+    try:
+        check_finite(model)
+    except Diverged as exc:
+        raise CLIError(f"{file}: a damaged run checkpoint ({exc})") from None
     opt, sched = build_optimizer(cfg, model)
+    task = make_task(cfg, data, dev)
+    epoch, pos, history = check_state(file, saved, task, ckpt)
     try:
         opt.load_state_dict(ckpt["optimizer"])
         if sched is not None:
             sched.load_state_dict(ckpt["scheduler"])
-        epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
-        pos = Position.from_dict(ckpt["position"]) if ckpt["position"] is not None else None
         set_rng_state(ckpt["rng"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError) as exc:
         raise CLIError(f"{file}: incomplete or inconsistent run checkpoint ({exc})") from exc
     if pos is not None and pos.carry is not None:
         pos.carry = _to_device(pos.carry, dev)
     if epoch >= cfg.epochs and pos is None:
         raise CLIError(f"the run in {resume} already finished its {epoch} epochs: pass "
                        f"--epochs N (more than {epoch}) to train further")
-    out = file.parent
     report.write_metrics(out / METRICS, history)
-    return Run(cfg, out, model, opt, sched, make_task(cfg, data, dev), data.note, epoch, pos,
-               history)
+    run = Run(cfg, out, model, opt, sched, task, data.note, epoch, pos, history, lock=lock)
+    run.saved = "the one this session resumed from"
+    return run
 
 
 def _to_device(state: Any, dev: ndl.Device) -> Any:
@@ -221,6 +270,8 @@ def _one_epoch(run: Run, stop: StopRequest, progress: bool) -> bool:
         return False
     started = time.perf_counter()
     test_acc, test_loss, _ = evaluate(task, run.model)
+    if not math.isfinite(test_loss):
+        raise Diverged(f"the test loss became {test_loss} after the epoch")
     metrics = {"epoch": run.epoch + 1, "lr": lr, "train_loss": pos.loss,
                "train_acc": pos.accuracy, "test_loss": test_loss, "test_acc": test_acc,
                "seconds": pos.seconds + time.perf_counter() - started,
@@ -233,7 +284,7 @@ def _one_epoch(run: Run, stop: StopRequest, progress: bool) -> bool:
     run.epoch, run.pos = run.epoch + 1, None
     run.history.append(metrics)
     run.save()
-    report.append_metrics(run.out / METRICS, metrics)
+    report.write_metrics(run.out / METRICS, run.history)
     report.say(report.epoch_line(metrics, cfg.epochs, task.unit))
     if time.perf_counter() - run.plotted >= PLOT_EVERY_S or run.epoch == cfg.epochs or stop():
         plot(run)
@@ -275,11 +326,27 @@ def train(given: dict[str, Any], out: str | None = None, resume: str | None = No
     if resume is not None and out is not None:
         raise CLIError("--out cannot be combined with --resume: a resumed run writes to its own "
                        "directory")
-    run = _resume(given, resume) if resume is not None else _start(given, out)
+    try:
+        run = _resume(given, resume) if resume is not None else _start(given, out)
+    except Diverged as exc:  # the weights as built or loaded; nothing was written
+        raise CLIError(f"cannot start: {exc}") from None
     report.say(_banner(run, resume is not None))
     started = time.perf_counter()
     stop = stop or StopRequest()
-    with stop:
+    try:
+        return _train(run, stop, progress, started)
+    except Diverged as exc:
+        raise CLIError(f"training diverged in epoch {run.epoch + 1}: {exc}; stopped and kept the "
+                       f"last finite checkpoint {run.checkpoint} ({run.saved}); lower the learning "
+                       f"rate (this run: --lr {run.cfg.lr:g})") from None
+    finally:
+        if run.lock is not None:
+            run.lock.release()
+
+
+def _train(run: Run, stop: StopRequest, progress: bool, started: float) -> int:
+    # Overflow and NaN warnings would only repeat, untidily, what Diverged then says in one line.
+    with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while run.epoch < run.cfg.epochs:
             finished = _one_epoch(run, stop, progress)
             if not finished:

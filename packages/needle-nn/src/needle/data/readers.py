@@ -4,12 +4,18 @@
 * ``read_pickle``: CIFAR-10's python-version batches are pickles, and unpickling
   can call any importable function. This reader accepts only the exact globals
   NumPy array reconstruction uses, so a crafted file fails instead of running code.
+
+Neither allocates more than the file justifies: an idx header's shape is checked
+against the bytes present (a gzip file may announce at most ``MAX_INFLATION``
+times its compressed size), and a pickle cannot call ``numpy.ndarray`` itself
+(whose ``strides=(0, ...)`` would turn a few bytes into gigabytes of views).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import math
 import pickle
 import zlib
 from os import PathLike
@@ -21,6 +27,9 @@ import numpy as np
 from .errors import DataError, missing_file
 
 _CHUNK = 1 << 22
+#: Real idx files compress about 5:1 (MNIST images) or 2:1 (labels); a gzip file
+#: announcing more than this many times its size is refused as a decompression bomb.
+MAX_INFLATION = 64
 _GZIP_MAGIC = b"\x1f\x8b"
 #: idx type codes (third magic byte) and the big-endian dtypes they name.
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -46,14 +55,17 @@ def read_idx(path: str | PathLike[str], magic: int | None = None) -> np.ndarray:
     """
     path = Path(path)
     raw = read_bytes(path, "an idx file")
-    stream: Any = gzip.GzipFile(fileobj=io.BytesIO(raw)) if raw[:2] == _GZIP_MAGIC else io.BytesIO(raw)
+    gzipped = raw[:2] == _GZIP_MAGIC
+    stream: Any = gzip.GzipFile(fileobj=io.BytesIO(raw)) if gzipped else io.BytesIO(raw)
+    budget = (MAX_INFLATION * len(raw), f"a gzip file of {len(raw):,} bytes may hold at most "
+              f"{MAX_INFLATION}x that") if gzipped else (len(raw), f"the file has {len(raw):,} bytes")
     try:
-        return _parse_idx(stream, path, magic)
+        return _parse_idx(stream, path, magic, budget)
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DataError(f"{path}: not a valid gzip file ({exc})") from exc
 
 
-def _parse_idx(stream: Any, path: Path, magic: int | None) -> np.ndarray:
+def _parse_idx(stream: Any, path: Path, magic: int | None, budget: tuple[int, str]) -> np.ndarray:
     head = _read_at_most(stream, 4)
     if len(head) < 4:
         raise DataError(f"{path}: truncated idx header ({len(head)} of 4 magic bytes)")
@@ -68,7 +80,10 @@ def _parse_idx(stream: Any, path: Path, magic: int | None) -> np.ndarray:
         raise DataError(f"{path}: truncated idx header ({ndim} dimensions announced)")
     shape = tuple(int.from_bytes(dims_raw[4 * i:4 * i + 4], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_TYPES[head[2]])
-    size = dtype.itemsize * int(np.prod(shape, dtype=object))
+    size = dtype.itemsize * math.prod(shape)
+    if 4 + 4 * ndim + size > budget[0]:  # checked before reading: nothing is allocated for it
+        raise DataError(f"{path}: truncated: the header announces shape {shape} "
+                        f"({size:,} bytes of data), but {budget[1]}")
     payload = _read_at_most(stream, size)
     if len(payload) < size:
         raise DataError(f"{path}: truncated: the header announces shape {shape} ({size} bytes), "
@@ -101,12 +116,43 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+class _NDArrayType:
+    """What a pickle gets for ``numpy.ndarray``: usable only as ``_reconstruct``'s first argument.
+
+    Calling ``numpy.ndarray(shape, dtype, buffer, offset, strides)`` directly is the
+    way a 100-byte pickle declares 200,000 images (zero strides over one byte), so
+    this stand-in cannot be called or instantiated at all.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise pickle.UnpicklingError("it calls numpy.ndarray directly, which can view a few "
+                                     "bytes as gigabytes; NumPy's own pickles never do")
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+
+_NDARRAY = _NDArrayType()
+#: ``_reconstruct`` makes the empty array that ``__setstate__`` then fills with
+#: the bytes present (NumPy checks that they match); NumPy always passes shape (0,).
+_MAX_EMPTY_SHAPE = 1
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    if subtype is not _NDARRAY:
+        raise pickle.UnpicklingError(f"_reconstruct of {subtype!r} is not allowed")
+    if not (isinstance(shape, tuple) and all(isinstance(n, int) and 0 <= n for n in shape)
+            and math.prod(shape) <= _MAX_EMPTY_SHAPE):
+        raise pickle.UnpicklingError(f"_reconstruct with shape {shape!r:.60} (NumPy writes (0,))")
+    return _RECONSTRUCT(np.ndarray, shape, dtype)
+
+
 #: (module, name) -> object: the only globals a pickled NumPy array in a dict needs.
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
     ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
     ("_codecs", "encode"): _latin1_encode,

@@ -32,5 +32,8 @@ class MNISTDataset(ImageDataset):
         if labels.size and labels.max() > 9:
             raise DataError(f"{label_filename}: labels must be digits 0-9, found {int(labels.max())}")
         n, rows, cols = raw.shape
+        if rows == 0 or cols == 0:
+            raise DataError(f"{image_filename}: its images are {rows}x{cols} pixels (nothing to "
+                            f"learn from); an idx image file needs rows and columns >= 1")
         images = np.divide(raw.reshape(n, rows * cols), np.float32(255), dtype=np.float32)
         super().__init__(images, labels, (rows, cols, 1), channels_first=False, transforms=transforms)

@@ -94,8 +94,24 @@ class Corpus:
         except OSError as exc:
             raise DataError(f"{path}: cannot read: {exc}") from exc
         except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+            raise DataError(f"{path}: not UTF-8 text ({_bad_utf8(path, exc)})") from exc
         return ids
+
+
+def _bad_utf8(path: str | PathLike[str], exc: UnicodeDecodeError) -> str:
+    """Where the first invalid byte sits in the file (the decoder's own offset is per chunk)."""
+    offset = 0
+    try:
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    return f"byte {offset + bad.start:,}, line {number}: {bad.reason}"
+                offset += len(line)
+    except OSError:
+        pass
+    return exc.reason
 
 
 def batchify(data: Sequence[int] | np.ndarray, batch_size: int, device: Device | str | None = None,
