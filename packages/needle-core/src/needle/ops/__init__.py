@@ -4,7 +4,7 @@ arrays, ``gradient`` in Tensor ops) plus a lower-case function that applies it."
 from types import ModuleType as _ModuleType
 
 from ._axes import normalize_axes
-from .conv import Conv, conv
+from .conv import Col2Im, Conv, Im2Col, col2im, conv, im2col
 from .fused import (
     BatchNorm,
     Linear,
@@ -51,6 +51,7 @@ from .mathematic import (
     sum_to_shape,
     tanh,
 )
+from .pool import AvgPool, MaxPool, avg_pool2d, max_pool2d
 from .reduce import (
     LogSoftmax,
     LogSumExp,

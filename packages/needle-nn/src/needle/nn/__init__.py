@@ -13,10 +13,12 @@ from .linear import Flatten, Identity, Linear
 from .loss import SoftmaxLoss
 from .module import IncompatibleKeys, Module, Parameter
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm1d
+from .pooling import AvgPool2d, MaxPool2d
 from .rnn import LSTM, RNN, LSTMCell, RNNCell
 
 __all__ = [
-    "LSTM", "RNN", "BatchNorm1d", "BatchNorm2d", "Conv", "Dropout", "Embedding", "Flatten",
-    "Identity", "IncompatibleKeys", "LSTMCell", "LayerNorm1d", "Linear", "Module", "Parameter",
-    "RNNCell", "ReLU", "Residual", "Sequential", "Sigmoid", "SoftmaxLoss", "Tanh",
+    "LSTM", "RNN", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv", "Dropout", "Embedding",
+    "Flatten", "Identity", "IncompatibleKeys", "LSTMCell", "LayerNorm1d", "Linear", "MaxPool2d",
+    "Module", "Parameter", "RNNCell", "ReLU", "Residual", "Sequential", "Sigmoid", "SoftmaxLoss",
+    "Tanh",
 ]
