@@ -519,6 +519,26 @@ def test_ops_and_backward_on_the_shim_device_match_cpu(shim, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
+def test_conv_options_and_pooling_on_the_shim_device_match_cpu(shim, monkeypatch):
+    from needle.device import REGISTRY
+
+    monkeypatch.setitem(REGISTRY._backends, "cuda", shim)
+    monkeypatch.setattr(ndl.cuda(), "_backend", shim)
+    rs = np.random.RandomState(7)
+    img_np, k_np = rs.randn(2, 7, 6, 3), rs.randn(3, 2, 3, 2)
+    results = {}
+    for dev in (ndl.cpu(), ndl.cuda()):
+        img, k = (ndl.Tensor(v, device=dev, dtype="float64") for v in (img_np, k_np))
+        y = ndl.conv(img, k, stride=(2, 1), padding=(1, 0), dilation=(1, 2))
+        nchw = img.permute((0, 3, 1, 2))
+        pooled = ndl.max_pool2d(nchw, (2, 3), 1, 1) * ndl.avg_pool2d(nchw, 3, 2, 1).sum()
+        loss = (y * y).sum() + pooled.sum()
+        loss.backward()
+        results[dev.name] = [t.numpy() for t in (loss, k.grad, img.grad)]
+    for got, want in zip(results["cuda"], results["cpu"]):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
 # -- the device code compiles -------------------------------------------------------------------------
 
 
