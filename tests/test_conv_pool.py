@@ -83,6 +83,13 @@ def test_conv_options_match_direct_loops_and_gradcheck(device, case):
                                rtol=1e-10, atol=1e-10)
     assert gradcheck(lambda a, b: ndl.conv(a, b, stride, padding, dilation),
                      t64(x, device), t64(w, device))
+    bias = np.linspace(-1, 1, w.shape[3])
+    out = ndl.conv(t64(x, device), t64(w, device), stride, padding, dilation,
+                   bias=t64(bias, device))
+    np.testing.assert_allclose(out.numpy(), conv_ref(x, w, stride, padding, dilation) + bias,
+                               rtol=1e-10, atol=1e-10)
+    assert gradcheck(lambda a, b, c: ndl.conv(a, b, stride, padding, dilation, bias=c),
+                     t64(x, device), t64(w, device), t64(bias, device))
 
 
 def _conv_input_and_weight_grads(stride, padding, dilation, x_shape, w_shape, device):
@@ -112,7 +119,7 @@ def test_conv_second_order_gradcheck(device, stride, padding, dilation):
 
 
 @pytest.mark.parametrize("f", [
-    lambda x, w: ndl.conv(x, w, (2, 1), (1, 0), (1, 2)),
+    lambda x, w: ndl.conv(x, w, (2, 1), (1, 0), (1, 2), bias=(w * w).sum((0, 1, 2))),
     lambda x, w: ndl.conv(x, w, 3, 0),
     lambda x, w: ndl.max_pool2d(x.permute((0, 3, 1, 2)), (2, 3), (1, 2), (1, 1)),
     lambda x, w: ndl.avg_pool2d(x.permute((0, 3, 1, 2)), 3, 2, 1),
@@ -168,6 +175,9 @@ def test_conv_checks_height_and_width(device):
     with pytest.raises(ndl.NeedleError, match=r"kernel \(6, 1\) is larger than the padded input "
                                               r"\(5, 3\)"):
         ndl.conv(x, t64(np.zeros((6, 1, 2, 1)), device), padding=0)  # taller, not wider
+    with pytest.raises(ndl.NeedleError, match=r"the bias must have shape \(1,\) for a kernel of "
+                                              r"shape \(3, 5, 2, 1\), got \(2,\)"):
+        ndl.conv(x, t64(np.zeros((3, 5, 2, 1)), device), padding=1, bias=t64(np.zeros(2), device))
     with pytest.raises(ndl.NeedleError, match=r"kernel \(3, 2\) \(spanning \(3, 4\) with "
                                               r"dilation\) is larger than the padded input"):
         ndl.conv(x, t64(np.zeros((3, 2, 2, 1)), device), padding=0, dilation=(1, 3))
@@ -336,14 +346,16 @@ def test_conv_and_pooling_agree_with_torch():
     x = rng.standard_normal((2, 3, 9, 8))
     for kernel, stride, padding, dilation in (((3, 3), 1, 1, 1), ((3, 5), (2, 1), (1, 2), 1),
                                                ((2, 3), (1, 3), (0, 1), (3, 2)), ((7, 7), 4, 3, 1)):
-        w = rng.standard_normal((*kernel, 3, 4))
-        xt, wt = (torch.tensor(v, requires_grad=True) for v in (x, w.transpose(3, 2, 0, 1)))
-        yt = F.conv2d(xt, wt, stride=stride, padding=padding, dilation=dilation)
+        w, b = rng.standard_normal((*kernel, 3, 4)), rng.standard_normal(4)
+        xt, wt, bt = (torch.tensor(v, requires_grad=True) for v in (x, w.transpose(3, 2, 0, 1), b))
+        yt = F.conv2d(xt, wt, bt, stride=stride, padding=padding, dilation=dilation)
         up = rng.standard_normal(tuple(yt.shape))
         (yt * torch.tensor(up)).sum().backward()
-        xn, wn = t64(x, None), t64(w, None)
-        yn = ndl.conv(xn.permute((0, 2, 3, 1)), wn, stride, padding, dilation).permute((0, 3, 1, 2))
+        xn, wn, bn = t64(x, None), t64(w, None), t64(b, None)
+        yn = ndl.conv(xn.permute((0, 2, 3, 1)), wn, stride, padding, dilation,
+                      bias=bn).permute((0, 3, 1, 2))
         (yn * t64(up, None, False)).sum().backward()
+        np.testing.assert_allclose(bn.grad.numpy(), bt.grad.numpy(), rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(yn.numpy(), yt.detach().numpy(), rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(xn.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(wn.grad.numpy(), wt.grad.numpy().transpose(2, 3, 1, 0),

@@ -20,6 +20,8 @@ Pair = tuple[int, int]
 
 def as_pair(value: Any, name: str, low: int = 1, op: str = "conv") -> Pair:
     """``k`` or ``(kh, kw)`` as a pair of ints >= ``low`` (PyTorch's and the course's forms)."""
+    if type(value) is int and value >= low:  # the common case, once per layer call
+        return value, value
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if len(pair) != 2 or not all(isinstance(v, int) or hasattr(v, "__index__") for v in pair):
         raise NeedleError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
@@ -46,7 +48,8 @@ def _crop(padding: Pair, shape: tuple[int, ...]) -> tuple[slice, ...]:
 
 
 class Conv(TensorOp):
-    """Cross-correlation with zero ``padding``, ``stride`` and ``dilation`` ((h, w) pairs).
+    """Cross-correlation with zero ``padding``, ``stride`` and ``dilation`` ((h, w) pairs),
+    plus an optional bias (C_out,) added to every pixel: one node for a conv layer.
 
     The im2col columns stay on the op for the weight gradient only when a gradient can
     be asked for; ``backward`` frees them (a second backward recomputes them).
@@ -59,11 +62,11 @@ class Conv(TensorOp):
         self.keep_columns = True
         self.cols = None
 
-    def __call__(self, x: Tensor, w: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
         self.keep_columns = is_grad_enabled() and (x.requires_grad or w.requires_grad)
-        return Tensor.make_from_op(self, (x, w))
+        return Tensor.make_from_op(self, (x, w) if bias is None else (x, w, bias))
 
-    def compute(self, x, w):
+    def compute(self, x, w, bias=None):
         b = self.backend
         xp = _pad_hw(b, x, self.padding)
         kh, kw, _, cout = w.shape
@@ -71,9 +74,13 @@ class Conv(TensorOp):
         if ho < 1 or wo < 1:
             raise NeedleError(self._size_error(x.shape, w.shape))
         if not self.keep_columns:
-            return b.conv(xp, w, self.stride, self.dilation)
+            out = b.conv(xp, w, self.stride, self.dilation)
+            return out if bias is None else b.add(out, bias)
         self.cols = b.im2col(xp, (kh, kw), self.stride, self.dilation)
-        return b.reshape(b.matmul(self.cols, b.reshape(w, (-1, cout))), (n, ho, wo, cout))
+        out = b.matmul(self.cols, b.reshape(w, (-1, cout)))
+        if bias is not None:
+            out = b.add(out, bias)
+        return b.reshape(out, (n, ho, wo, cout))
 
     def _size_error(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> str:
         (dh, dw), (ph, pw) = self.dilation, self.padding
@@ -83,7 +90,10 @@ class Conv(TensorOp):
                 f"{(x_shape[1] + 2 * ph, x_shape[2] + 2 * pw)} (input {tuple(x_shape[1:3])}, "
                 f"padding {self.padding})")
 
-    def check(self, x, w):
+    def check(self, x, w, bias=None):
+        if bias is not None and bias.shape != (w.shape[3],):
+            raise NeedleError(f"conv: the bias must have shape ({w.shape[3]},) for a kernel of "
+                              f"shape {w.shape}, got {bias.shape}")
         if x.ndim != 4 or w.ndim != 4:
             raise NeedleError(f"conv: expected NHWC input and (KH, KW, C_in, C_out) kernel "
                               f"(4-D each), got shapes {x.shape} and {w.shape}")
@@ -92,11 +102,13 @@ class Conv(TensorOp):
                               f"kernel expects {w.shape[2]} (shape {w.shape})")
 
     def vjp(self, g, node):
-        x, w = node.inputs
+        x, w = node.inputs[:2]
         b = self.backend
         kernel, cout = w.shape[:2], w.shape[3]
         g2 = b.reshape(g, (-1, cout))
-        gx = gw = None
+        gx = gw = gb = None
+        if len(node.inputs) > 2 and node.inputs[2].requires_grad:
+            gb = b.sum(g2, (0,))
         if w.requires_grad:
             cols = self.cols
             if cols is None:
@@ -111,10 +123,10 @@ class Conv(TensorOp):
                           self.dilation)
             if self.padding != (0, 0):
                 gx = b.getitem(gx, _crop(self.padding, x.shape))
-        return gx, gw
+        return gx, gw, gb
 
     def gradient(self, g, node):
-        x, w = node.inputs
+        x, w = node.inputs[:2]
         kernel, cout = w.shape[:2], w.shape[3]
         g2 = reshape(g, (-1, cout))
         dcols = matmul(g2, transpose(reshape(w, (-1, cout))))
@@ -125,18 +137,21 @@ class Conv(TensorOp):
         xp = pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if ph or pw else x
         cols = im2col(xp, kernel, self.stride, self.dilation)
         gw = reshape(matmul(transpose(cols), g2), w.shape)
-        return gx, gw
+        gb = summation(g2, (0,)) if len(node.inputs) > 2 else None
+        return gx, gw, gb
 
 
-def conv(a: Tensor, b: Tensor, stride: Any = 1, padding: Any = 1, dilation: Any = 1) -> Tensor:
-    """Cross-correlate NHWC ``a`` with the (KH, KW, C_in, C_out) kernel ``b``.
+def conv(a: Tensor, b: Tensor, stride: Any = 1, padding: Any = 1, dilation: Any = 1, *,
+         bias: Tensor | None = None) -> Tensor:
+    """Cross-correlate NHWC ``a`` with the (KH, KW, C_in, C_out) kernel ``b`` and add
+    ``bias`` (C_out,), if given, to every output pixel.
 
     ``stride``, ``padding`` (zeros on each side) and ``dilation`` are ints or (h, w)
     pairs; the output is (N, H', W', C_out) with
     H' = (H + 2·pad_h − dil_h·(KH − 1) − 1) // stride_h + 1, as in PyTorch. The
     default padding is the course's 1.
     """
-    return Conv(stride, padding, dilation)(a, b)
+    return Conv(stride, padding, dilation)(a, b, bias)
 
 
 class Im2Col(TensorOp):
@@ -201,4 +216,5 @@ def col2im(cols: Tensor, shape: Any, kernel: Any, stride: Any = 1, dilation: Any
 
 
 from .mathematic import matmul  # noqa: E402
+from .reduce import summation  # noqa: E402
 from .shape import get_item, pad, reshape, transpose  # noqa: E402

@@ -76,9 +76,7 @@ class Conv(Module):
     def forward(self, x: Tensor) -> Tensor:
         check_input(self, x, 4, 1, self.in_channels, "(N, {}, H, W)")
         out = ops.conv(x.permute((0, 2, 3, 1)), self.weight, self.stride, self.padding,
-                       self.dilation)
-        if self.bias is not None:
-            out = out + self.bias.reshape((1, 1, 1, self.out_channels)).broadcast_to(out.shape)
+                       self.dilation, bias=self.bias)  # one node with its bias
         return out.permute((0, 3, 1, 2))
 
     def extra_repr(self) -> str:
