@@ -159,6 +159,33 @@ def test_conv_keeps_its_columns_only_until_backward(device):
     assert const.op is None
 
 
+@pytest.mark.parametrize("size, stride, padding, dilation", [
+    ((1, 1), 1, 1, 1),  # ResNet9's last blocks: a 3x3 kernel on 1x1 images sees one pixel
+    ((2, 2), 2, 1, 1),  # ... and on 2x2 images at stride 2, the first row and column of taps
+    ((1, 4), (1, 2), (2, 1), (2, 1)),  # some taps only ever read padding, one axis only
+    ((1, 3), (2, 1), (1, 0), 1)])
+def test_conv_leaves_out_taps_that_see_only_padding(device, size, stride, padding, dilation):
+    rng = np.random.default_rng(6)
+    x, w, bias = (rng.standard_normal(shape) for shape in ((2, *size, 3), (3, 3, 3, 2), (2,)))
+    xt, wt, bt = t64(x, device), t64(w, device), t64(bias, device)
+    y = ndl.conv(xt, wt, stride, padding, dilation, bias=bt)
+    assert y.op.trim is not None
+    pairs = [(v, v) if isinstance(v, int) else v for v in (stride, padding, dilation)]
+    np.testing.assert_allclose(y.numpy(), conv_ref(x, w, *pairs) + bias, rtol=1e-10, atol=1e-12)
+    with ndl.no_grad():
+        np.testing.assert_allclose(ndl.conv(xt, wt, stride, padding, dilation, bias=bt).numpy(),
+                                   y.numpy(), rtol=1e-12)
+    assert gradcheck(lambda a, b, c: ndl.conv(a, b, stride, padding, dilation, bias=c),
+                     xt, wt, bt)
+    up = t64(rng.standard_normal(y.shape), device, False)
+    (ndl.conv(xt, wt, stride, padding, dilation, bias=bt) * up).sum().backward()
+    fast = xt.grad.numpy(), wt.grad.numpy()
+    xt.grad = wt.grad = None
+    (ndl.conv(xt, wt, stride, padding, dilation, bias=bt) * up).sum().backward(create_graph=True)
+    np.testing.assert_allclose(xt.grad.numpy(), fast[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(wt.grad.numpy(), fast[1], rtol=1e-10, atol=1e-12)
+
+
 def test_conv_input_gradient_is_skipped_for_inputs_without_grad(device):
     rng = np.random.default_rng(1)
     x = t64(rng.standard_normal((1, 4, 4, 2)), device, requires_grad=False)

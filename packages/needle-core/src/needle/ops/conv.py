@@ -10,6 +10,7 @@ the other's gradient, so every order of derivative is exact (``create_graph=True
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..autograd import NeedleError, Tensor, TensorOp, is_grad_enabled
@@ -47,6 +48,30 @@ def _crop(padding: Pair, shape: tuple[int, ...]) -> tuple[slice, ...]:
     return slice(None), slice(ph, ph + h), slice(pw, pw + w), slice(None)
 
 
+@functools.lru_cache(maxsize=256)
+def _trim(image: Pair, kernel: Pair, out: Pair, stride: Pair, padding: Pair,
+          dilation: Pair) -> tuple[tuple[slice, ...], tuple[slice, ...], Pair] | None:
+    """Where kernel taps see only padding (a 3x3 kernel on a 1x1 image sees 1 pixel), the
+    window of the padded image and the kernel taps that matter, and that window's (h, w);
+    None when every tap sees the image somewhere. Those taps' products are all zero:
+    leaving them out of im2col and the products is the same convolution, cheaper."""
+    live = []
+    for size, k, o, s, p, d in zip(image, kernel, out, stride, padding, dilation):
+        def sees_image(t: int, size=size, o=o, s=s, p=p, d=d) -> bool:
+            c = t * d - p  # the image row output 0 reads through tap t
+            i = (-c + s - 1) // s if c < 0 else 0  # the first output whose read is >= 0
+            return i < o and i * s + c <= size - 1
+        taps = [t for t in range(k) if sees_image(t)]
+        live.append((taps[0], taps[-1]) if taps else (0, k - 1))
+    if all(t0 == 0 and t1 == k - 1 for (t0, t1), k in zip(live, kernel)):
+        return None
+    (t0, t1), (u0, u1) = live
+    (ho, wo), (sh, sw), (dh, dw) = out, stride, dilation
+    rows, cols = slice(t0 * dh, (ho - 1) * sh + t1 * dh + 1), slice(u0 * dw, (wo - 1) * sw + u1 * dw + 1)
+    window = (rows.stop - rows.start, cols.stop - cols.start)
+    return (slice(None), rows, cols, slice(None)), (slice(t0, t1 + 1), slice(u0, u1 + 1)), window
+
+
 class Conv(TensorOp):
     """Cross-correlation with zero ``padding``, ``stride`` and ``dilation`` ((h, w) pairs),
     plus an optional bias (C_out,) added to every pixel: one node for a conv layer.
@@ -61,6 +86,7 @@ class Conv(TensorOp):
         self.dilation = as_pair(dilation, "dilation")
         self.keep_columns = True
         self.cols = None
+        self.trim = None
 
     def __call__(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
         self.keep_columns = is_grad_enabled() and (x.requires_grad or w.requires_grad)
@@ -73,6 +99,11 @@ class Conv(TensorOp):
         n, ho, wo = conv_out_shape(xp.shape, (kh, kw), self.stride, self.dilation)
         if ho < 1 or wo < 1:
             raise NeedleError(self._size_error(x.shape, w.shape))
+        self.trim = _trim(x.shape[1:3], (kh, kw), (ho, wo), self.stride, self.padding,
+                          self.dilation)
+        if self.trim is not None:  # views: only the taps that see the image
+            xp, w = b.getitem(xp, self.trim[0]), b.getitem(w, self.trim[1])
+            kh, kw = w.shape[:2]
         if not self.keep_columns:
             out = b.conv(xp, w, self.stride, self.dilation)
             return out if bias is None else b.add(out, bias)
@@ -103,8 +134,9 @@ class Conv(TensorOp):
 
     def vjp(self, g, node):
         x, w = node.inputs[:2]
-        b = self.backend
-        kernel, cout = w.shape[:2], w.shape[3]
+        b, trim = self.backend, self.trim
+        wd = w.cached_data if trim is None else b.getitem(w.cached_data, trim[1])
+        kernel, cout = wd.shape[:2], wd.shape[3]
         g2 = b.reshape(g, (-1, cout))
         gx = gw = gb = None
         if len(node.inputs) > 2 and node.inputs[2].requires_grad:
@@ -112,17 +144,30 @@ class Conv(TensorOp):
         if w.requires_grad:
             cols = self.cols
             if cols is None:
-                cols = b.im2col(_pad_hw(b, x.cached_data, self.padding), kernel, self.stride,
-                                self.dilation)
-            gw = b.reshape(b.matmul(b.transpose(cols, (1, 0)), g2), w.shape)
+                xp = _pad_hw(b, x.cached_data, self.padding)
+                cols = b.im2col(xp if trim is None else b.getitem(xp, trim[0]), kernel,
+                                self.stride, self.dilation)
+            gw = b.reshape(b.matmul(b.transpose(cols, (1, 0)), g2), wd.shape)
+            if trim is not None:  # the left-out taps' gradient is zero
+                full = b.full(w.shape, 0.0, gw.dtype)
+                b.setitem(full, trim[1], gw)
+                gw = full
         self.cols = None
         if x.requires_grad:
-            w2 = b.reshape(w.cached_data, (-1, cout))
-            dcols = b.matmul(g2, b.transpose(w2, (1, 0)))
-            gx = b.col2im(dcols, _padded(x.shape, self.padding), kernel, self.stride,
-                          self.dilation)
+            dcols = b.matmul(g2, b.transpose(b.reshape(wd, (-1, cout)), (1, 0)))
+            padded = _padded(x.shape, self.padding)
+            crop = _crop(self.padding, x.shape)
+            if trim is None:
+                gx = b.col2im(dcols, padded, kernel, self.stride, self.dilation)
+            else:
+                n, _, _, c = padded
+                part = b.col2im(dcols, (n, *trim[2], c), kernel, self.stride, self.dilation)
+                if trim[0] == crop:  # the window is the image itself
+                    return part, gw, gb
+                gx = b.full(padded, 0.0, part.dtype)
+                b.setitem(gx, trim[0], part)
             if self.padding != (0, 0):
-                gx = b.getitem(gx, _crop(self.padding, x.shape))
+                gx = b.getitem(gx, crop)
         return gx, gw, gb
 
     def gradient(self, g, node):
