@@ -38,6 +38,10 @@ CASES = {
     "dilate-undilate": (lambda a: ndl.undilate(ndl.dilate(a, (0, 1), 2) * 2.0, (1,), 1) * 1.0,
                         [(2, 3)], ""),
     "conv": (lambda x, w: ndl.conv(x, w, stride=2, padding=1), [(2, 7, 6, 3), (3, 3, 3, 4)], ""),
+    "conv-options": (lambda x, w, b: ndl.conv(x, w, (2, 1), (1, 0), (1, 2), bias=b),
+                     [(2, 7, 6, 3), (3, 2, 3, 4), (4,)], ""),
+    "pooling": (lambda a: ndl.max_pool2d(a, (3, 1), 1, (1, 0)) + ndl.avg_pool2d(a, 3, 1, 1),
+                [(2, 3, 5, 6)], ""),
     "getitem": (lambda a: a[1:, ::-2] * a[:, IDX].sum() + a[-1, 0], [(3, 4)], ""),
 }
 
