@@ -145,6 +145,7 @@ def test_conv_keeps_its_columns_only_until_backward(device):
                                                                device)
     y = ndl.conv(x, w, 2, 1)
     assert y.op.cols is not None
+    assert repr(y.op) == "Conv(stride=(2, 2), padding=(1, 1), dilation=(1, 1))"  # no arrays
     y.sum().backward()
     assert y.op.cols is None  # freed, as PyTorch frees saved tensors
     first = w.grad.numpy().copy(), x.grad.numpy().copy()
@@ -314,6 +315,7 @@ def test_max_pool_ties_send_the_gradient_to_the_first_maximum(device):
     x = t64(np.array([[[[1.0, 3.0, 3.0, 0.0],
                         [3.0, 2.0, 3.0, 3.0]]]]), device)
     y = ndl.max_pool2d(x, 2)
+    assert repr(y.op) == "MaxPool(kernel=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1))"
     np.testing.assert_array_equal(y.numpy(), [[[[3.0, 3.0]]]])
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [[[[0.0, 1.0, 1.0, 0.0],

@@ -113,6 +113,9 @@ class Conv(TensorOp):
             out = b.add(out, bias)
         return b.reshape(out, (n, ho, wo, cout))
 
+    def __repr__(self) -> str:  # the configuration, not the kept columns
+        return f"Conv(stride={self.stride}, padding={self.padding}, dilation={self.dilation})"
+
     def _size_error(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> str:
         (dh, dw), (ph, pw) = self.dilation, self.padding
         spans = "" if self.dilation == (1, 1) else \

@@ -21,6 +21,10 @@ class _Pool(TensorOp):
     def __init__(self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair = (1, 1)) -> None:
         self.kernel, self.stride, self.padding, self.dilation = kernel, stride, padding, dilation
 
+    def __repr__(self) -> str:  # the configuration, not the saved argmax
+        return (f"{type(self).__name__}(kernel={self.kernel}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation})")
+
     def _images(self, x: Any, fill: float) -> Any:
         """x (N, C, H, W) as padded (N·C, H + 2ph, W + 2pw, 1) images filled with ``fill``."""
         b = self.backend
