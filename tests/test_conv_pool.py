@@ -411,3 +411,30 @@ def test_conv_and_pooling_agree_with_torch():
                 (yn * t64(up, None, False)).sum().backward()
                 np.testing.assert_allclose(yn.numpy(), yt.detach().numpy(), rtol=1e-12)
                 np.testing.assert_allclose(xn.grad.numpy(), xt.grad.numpy(), rtol=1e-12)
+
+
+# -- the backend contract's defaults ----------------------------------------------------------
+
+
+def test_the_contracts_default_conv_kernels_conform():
+    """A backend that keeps the contract's conv, im2col and col2im (built from required
+    methods) passes check_backend and computes what the CPU kernels compute."""
+    from needle.backend import Backend
+    from needle.testing import check_backend
+    from needle_backend_cpu import CPUBackend
+
+    class Defaults(CPUBackend):
+        name = "defaults"
+        conv, im2col, col2im = Backend.conv, Backend.im2col, Backend.col2im
+
+    report = check_backend(Defaults())
+    assert report.ok and {"conv", "im2col", "col2im"} <= report.methods
+    rng = np.random.default_rng(12)
+    x, w = rng.standard_normal((2, 6, 5, 3)), rng.standard_normal((3, 2, 3, 4))
+    cpu, default = CPUBackend(), Defaults()
+    for args in (((1, 1), (1, 1)), ((2, 1), (1, 2)), ((3, 2), (1, 1))):
+        np.testing.assert_allclose(default.conv(x, w, *args), cpu.conv(x, w, *args), rtol=1e-12)
+        cols = cpu.im2col(x, (3, 2), *args)
+        np.testing.assert_array_equal(default.im2col(x, (3, 2), *args), cols)
+        np.testing.assert_allclose(default.col2im(cols, x.shape, (3, 2), *args),
+                                   cpu.col2im(cols, x.shape, (3, 2), *args), rtol=1e-12)
