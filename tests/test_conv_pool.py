@@ -300,6 +300,33 @@ def test_avg_pool_matches_direct_loops_and_gradcheck(device, case):
     assert gradcheck(lambda a: ndl.avg_pool2d(a, kernel, stride, padding), t64(x, device))
 
 
+def test_avg_pool_without_the_padding_in_the_count(device):
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 3, 5, 4))
+    pool = nn.AvgPool2d((3, 2), stride=(2, 1), padding=1, count_include_pad=False)
+    out = pool(t64(x, device))
+    sums = pool_ref(x, (3, 2), (2, 1), (1, 1), np.sum, 0.0)
+    counts = pool_ref(np.ones_like(x), (3, 2), (2, 1), (1, 1), np.sum, 0.0)
+    np.testing.assert_allclose(out.numpy(), sums / counts, rtol=1e-12)
+    assert counts.min() < 6  # the corners really divide by fewer pixels
+    assert "count_include_pad=False" in repr(pool)
+    assert gradcheck(pool, t64(x, device))
+    f = lambda a: ndl.avg_pool2d(a * a, 3, 2, 1, count_include_pad=False)  # noqa: E731
+    assert gradcheck(_first_derivative(f, x.shape, device), t64(x, device))
+
+
+def _first_derivative(f, shape, device):
+    """x -> a fixed random projection of d(sum f(x))/dx, recorded for differentiation."""
+    c = np.random.default_rng(14).standard_normal(shape)
+
+    def grad(x):
+        f(x).sum().backward(create_graph=True)
+        g, x.grad = x.grad, None
+        return (g * t64(c, device, False)).sum()
+
+    return grad
+
+
 def test_dilated_max_pool_and_the_layer(device):
     rng = np.random.default_rng(10)
     x = rng.permutation(2 * 3 * 7 * 8).reshape(2, 3, 7, 8).astype(np.float64)
@@ -402,12 +429,12 @@ def test_conv_and_pooling_agree_with_torch():
             (yn * t64(up, None, False)).sum().backward()
             np.testing.assert_array_equal(yn.numpy(), yt.detach().numpy())
             np.testing.assert_allclose(xn.grad.numpy(), xt.grad.numpy(), rtol=1e-12)
-            if dilation == 1:
+            for count_pad in ((True, False) if dilation == 1 else ()):
                 xt.grad = None
-                yt = F.avg_pool2d(xt, kernel, stride, padding)
+                yt = F.avg_pool2d(xt, kernel, stride, padding, count_include_pad=count_pad)
                 (yt * torch.tensor(up)).sum().backward()
                 xn.grad = None
-                yn = ndl.avg_pool2d(xn, kernel, stride, padding)
+                yn = ndl.avg_pool2d(xn, kernel, stride, padding, count_pad)
                 (yn * t64(up, None, False)).sum().backward()
                 np.testing.assert_allclose(yn.numpy(), yt.detach().numpy(), rtol=1e-12)
                 np.testing.assert_allclose(xn.grad.numpy(), xt.grad.numpy(), rtol=1e-12)

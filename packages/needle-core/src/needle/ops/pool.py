@@ -90,26 +90,46 @@ class MaxPool(_Pool):
 
 
 class AvgPool(_Pool):
-    """The mean of each window, zero padding included in the count (PyTorch's default
-    ``count_include_pad=True``)."""
+    """The mean of each window. With ``count_include_pad`` (PyTorch's default) the zero
+    padding counts towards the mean; without it, each window divides by the image
+    pixels it covers."""
+
+    def __init__(self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair = (1, 1),
+                 count_include_pad: bool = True) -> None:
+        super().__init__(kernel, stride, padding, dilation)
+        self.count_include_pad = count_include_pad
+        self.divisor: Any = kernel[0] * kernel[1]
 
     def compute(self, x):
         b = self.backend
         cols = b.im2col(self._images(x, 0.0), self.kernel, self.stride, self.dilation)
-        kk = self.kernel[0] * self.kernel[1]
-        return b.reshape(b.divide(b.sum(cols, (1,)), kk), self._geometry(x.shape)[1])
+        out_shape = self._geometry(x.shape)[1]
+        if not self.count_include_pad and self.padding != (0, 0):
+            # how many image pixels each window covers: the same windows over an image of ones
+            ones = b.full((1, 1, *x.shape[2:]), 1.0, x.dtype)
+            counts = b.sum(b.im2col(self._images(ones, 0.0), self.kernel, self.stride,
+                                    self.dilation), (1,))
+            self.divisor = b.reshape(counts, (1, 1, *out_shape[2:]))
+        return b.divide(b.reshape(b.sum(cols, (1,)), out_shape), self.divisor)
+
+    def __repr__(self) -> str:
+        return (f"AvgPool(kernel={self.kernel}, stride={self.stride}, padding={self.padding}, "
+                f"count_include_pad={self.count_include_pad})")
 
     def vjp(self, g, node):
         b = self.backend
         kk = self.kernel[0] * self.kernel[1]
         m = g.size
-        dcols = b.broadcast_to(b.reshape(b.divide(g, kk), (m, 1)), (m, kk))
+        dcols = b.broadcast_to(b.reshape(b.divide(g, self.divisor), (m, 1)), (m, kk))
         return (self._scatter(dcols, node.inputs[0].shape),)
 
     def gradient(self, g, node):
         kk = self.kernel[0] * self.kernel[1]
         m = g.size
-        dcols = broadcast_to(reshape(g / kk, (m, 1)), (m, kk))
+        divisor = self.divisor
+        if not isinstance(divisor, int):
+            divisor = broadcast_to(Tensor.make_const(divisor, device=g.device), g.shape)
+        dcols = broadcast_to(reshape(g / divisor, (m, 1)), (m, kk))
         return self._scatter_tensor(dcols, node.inputs[0].shape)
 
 
@@ -143,10 +163,12 @@ def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
     return MaxPool(*_pool_args("max_pool2d", x, kernel_size, stride, padding, dilation))(x)
 
 
-def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
-    """Mean over KH x KW windows of NCHW ``x``; zero padding counts towards the mean,
-    as in ``torch.nn.functional.avg_pool2d`` (``count_include_pad=True``)."""
-    return AvgPool(*_pool_args("avg_pool2d", x, kernel_size, stride, padding, 1))(x)
+def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               count_include_pad: bool = True) -> Tensor:
+    """Mean over KH x KW windows of NCHW ``x``, as ``torch.nn.functional.avg_pool2d``:
+    zero padding counts towards the mean unless ``count_include_pad`` is false."""
+    return AvgPool(*_pool_args("avg_pool2d", x, kernel_size, stride, padding, 1),
+                   count_include_pad=count_include_pad)(x)
 
 
 from .shape import broadcast_to, get_item, reshape  # noqa: E402

@@ -47,26 +47,33 @@ class AvgPool2d(Module):
     """The mean over each KH x KW window of every channel.
 
     out[n, c, y, x] = 1/(KH·KW) · Σ_(i,j) input[n, c, s·y + i − p, s·x + j − p], zero
-    padding counted in the mean (PyTorch's default ``count_include_pad=True``). Input
-    (N, C, H, W), output (N, C, H', W') with H' = (H + 2·p_h − KH) // s_h + 1.
+    padding counted in the mean unless ``count_include_pad`` is false (then each window
+    divides by the image pixels it covers). Input (N, C, H, W), output (N, C, H', W')
+    with H' = (H + 2·p_h − KH) // s_h + 1.
 
     Args:
         kernel_size (int or (int, int)): window size KH, KW.
         stride (int or (int, int), optional): step between windows. Default: ``kernel_size``.
         padding (int or (int, int)): zeros added on each side, at most half the window.
             Default: ``0``.
+        count_include_pad (bool): count the padding in the mean. Default: ``True``.
 
     Example:
         >>> nn.AvgPool2d(3, stride=2, padding=1)(ndl.init.randn(1, 3, 8, 8)).shape
         (1, 3, 4, 4)
     """
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                 count_include_pad: bool = True) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.count_include_pad = count_include_pad
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding,
+                              self.count_include_pad)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        extra = "" if self.count_include_pad else ", count_include_pad=False"
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}{extra}")
