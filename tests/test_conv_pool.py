@@ -327,6 +327,59 @@ def _first_derivative(f, shape, device):
     return grad
 
 
+def pytorch_pool_ref(x, kernel, stride, padding, ceil_mode, kind, count_include_pad=True):
+    """PyTorch's pooling definition, window by window: output sizes rounded down (or up,
+    keeping a last window that starts inside the image or its left padding); an average
+    divides by its window clipped to the padded image (or to the image)."""
+    sizes = []
+    for size, k, s, p in zip(x.shape[2:], kernel, stride, padding):
+        o = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
+        sizes.append(o - 1 if ceil_mode and (o - 1) * s >= size + p else o)
+    out = np.zeros(x.shape[:2] + tuple(sizes))
+    (h, w), (kh, kw), (sh, sw), (ph, pw) = x.shape[2:], kernel, stride, padding
+    for i in range(sizes[0]):
+        for j in range(sizes[1]):
+            r0, c0 = i * sh - ph, j * sw - pw
+            r1, c1 = min(r0 + kh, h + ph), min(c0 + kw, w + pw)
+            window = x[:, :, max(r0, 0):min(r1, h), max(c0, 0):min(c1, w)]
+            if kind == "max":
+                out[:, :, i, j] = window.max(axis=(2, 3))
+            else:
+                count = (r1 - r0) * (c1 - c0) if count_include_pad else window[0, 0].size
+                out[:, :, i, j] = window.sum(axis=(2, 3)) / count
+    return out
+
+
+@FIXTURE_OK
+@given(case=pool_cases(), count_include_pad=st.booleans())
+def test_ceil_mode_pools_match_pytorchs_definition(device, case, count_include_pad):
+    x, kernel, stride, padding = case
+    stride = stride or kernel
+    for ceil_mode in (False, True):
+        got = ndl.max_pool2d(t64(x, device), kernel, stride, padding, ceil_mode=ceil_mode)
+        want = pytorch_pool_ref(x, kernel, stride, padding, ceil_mode, "max")
+        np.testing.assert_array_equal(got.numpy(), want)
+        got = ndl.avg_pool2d(t64(x, device), kernel, stride, padding, ceil_mode,
+                             count_include_pad)
+        want = pytorch_pool_ref(x, kernel, stride, padding, ceil_mode, "avg", count_include_pad)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-15)
+    assert gradcheck(lambda a: ndl.max_pool2d(a, kernel, stride, padding, ceil_mode=True),
+                     t64(x, device))
+    assert gradcheck(lambda a: ndl.avg_pool2d(a, kernel, stride, padding, True,
+                                              count_include_pad), t64(x, device))
+
+
+def test_ceil_mode_keeps_the_last_partial_window(device):
+    x = t64(np.arange(25.0).reshape(1, 1, 5, 5), device)
+    assert nn.MaxPool2d(2)(x).shape == (1, 1, 2, 2)
+    y = nn.MaxPool2d(2, ceil_mode=True)(x)
+    np.testing.assert_array_equal(y.numpy()[0, 0], [[6, 8, 9], [16, 18, 19], [21, 23, 24]])
+    z = nn.AvgPool2d(2, ceil_mode=True)(x)
+    assert z.numpy()[0, 0, 2, 2] == 24.0  # the corner window covers one pixel
+    assert "ceil_mode=True" in repr(nn.AvgPool2d(2, ceil_mode=True))
+    assert gradcheck(nn.AvgPool2d(2, 2, 1, ceil_mode=True, count_include_pad=False), x)
+
+
 def test_dilated_max_pool_and_the_layer(device):
     rng = np.random.default_rng(10)
     x = rng.permutation(2 * 3 * 7 * 8).reshape(2, 3, 7, 8).astype(np.float64)
@@ -334,7 +387,8 @@ def test_dilated_max_pool_and_the_layer(device):
     out = pool(t64(x, device))
     want = pool_ref(x, (3, 2), (2, 1), (1, 1), np.max, -np.inf, dilation=(2, 3))
     np.testing.assert_array_equal(out.numpy(), want)
-    assert "kernel_size=(3, 2), stride=(2, 1), padding=(1, 1), dilation=(2, 3)" in repr(pool)
+    assert "kernel_size=(3, 2), stride=(2, 1), padding=(1, 1), dilation=(2, 3), " \
+        "ceil_mode=False" in repr(pool)
     assert gradcheck(pool, t64(x, device))
 
 
@@ -342,7 +396,8 @@ def test_max_pool_ties_send_the_gradient_to_the_first_maximum(device):
     x = t64(np.array([[[[1.0, 3.0, 3.0, 0.0],
                         [3.0, 2.0, 3.0, 3.0]]]]), device)
     y = ndl.max_pool2d(x, 2)
-    assert repr(y.op) == "MaxPool(kernel=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1))"
+    assert repr(y.op) == ("MaxPool(kernel=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1), "
+                          "ceil_mode=False)")
     np.testing.assert_array_equal(y.numpy(), [[[[3.0, 3.0]]]])
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [[[[0.0, 1.0, 1.0, 0.0],
@@ -418,23 +473,24 @@ def test_conv_and_pooling_agree_with_torch():
                                    rtol=1e-10, atol=1e-10)
     ties = np.round(x * 2)  # many equal values: PyTorch's tie rule must hold too
     for values in (x, ties):
-        for kernel, stride, padding, dilation in ((2, None, 0, 1), ((3, 2), (2, 1), 1, 1),
-                                                   (3, 1, 1, (2, 1))):
+        for kernel, stride, padding, dilation, ceil in (
+                (2, None, 0, 1, False), ((3, 2), (2, 1), 1, 1, False), (3, 1, 1, (2, 1), False),
+                (2, None, 0, 1, True), ((3, 2), (2, 3), (1, 0), 1, True), (3, 2, 1, (2, 1), True)):
             xt = torch.tensor(values, requires_grad=True)
-            yt = F.max_pool2d(xt, kernel, stride, padding, dilation)
+            yt = F.max_pool2d(xt, kernel, stride, padding, dilation, ceil_mode=ceil)
             up = rng.standard_normal(tuple(yt.shape))
             (yt * torch.tensor(up)).sum().backward()
             xn = t64(values, None)
-            yn = ndl.max_pool2d(xn, kernel, stride, padding, dilation)
+            yn = ndl.max_pool2d(xn, kernel, stride, padding, dilation, ceil_mode=ceil)
             (yn * t64(up, None, False)).sum().backward()
             np.testing.assert_array_equal(yn.numpy(), yt.detach().numpy())
             np.testing.assert_allclose(xn.grad.numpy(), xt.grad.numpy(), rtol=1e-12)
             for count_pad in ((True, False) if dilation == 1 else ()):
                 xt.grad = None
-                yt = F.avg_pool2d(xt, kernel, stride, padding, count_include_pad=count_pad)
+                yt = F.avg_pool2d(xt, kernel, stride, padding, ceil, count_pad)
                 (yt * torch.tensor(up)).sum().backward()
                 xn.grad = None
-                yn = ndl.avg_pool2d(xn, kernel, stride, padding, count_pad)
+                yn = ndl.avg_pool2d(xn, kernel, stride, padding, ceil, count_pad)
                 (yn * t64(up, None, False)).sum().backward()
                 np.testing.assert_allclose(yn.numpy(), yt.detach().numpy(), rtol=1e-12)
                 np.testing.assert_allclose(xn.grad.numpy(), xt.grad.numpy(), rtol=1e-12)

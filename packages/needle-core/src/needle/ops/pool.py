@@ -11,58 +11,79 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import NeedleError, Tensor, TensorOp
-from ..backend import conv_out_shape
 from .conv import Pair, as_pair, col2im
 
 
-class _Pool(TensorOp):
-    """Shared geometry: NCHW input seen as (N·C, H, W, 1) images, padded on H and W."""
+def pool_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int,
+                  ceil_mode: bool) -> int:
+    """PyTorch's output length: floor (or ceil) of the window count, where with
+    ``ceil_mode`` the last window must still start inside the image or its left padding."""
+    span = dilation * (kernel - 1) + 1
+    out = (size + 2 * padding - span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
 
-    def __init__(self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair = (1, 1)) -> None:
+
+class _Pool(TensorOp):
+    """Shared geometry: NCHW input seen as (N·C, H, W, 1) images, padded on H and W (and,
+    with ``ceil_mode``, on the bottom and right for the last, partial windows)."""
+
+    def __init__(self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair = (1, 1),
+                 ceil_mode: bool = False) -> None:
         self.kernel, self.stride, self.padding, self.dilation = kernel, stride, padding, dilation
+        self.ceil_mode = ceil_mode
 
     def __repr__(self) -> str:  # the configuration, not the saved argmax
         return (f"{type(self).__name__}(kernel={self.kernel}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation})")
-
-    def _images(self, x: Any, fill: float) -> Any:
-        """x (N, C, H, W) as padded (N·C, H + 2ph, W + 2pw, 1) images filled with ``fill``."""
-        b = self.backend
-        n, c, h, w = x.shape
-        images = b.reshape(x, (n * c, h, w, 1))
-        ph, pw = self.padding
-        if not (ph or pw):
-            return images
-        out = b.full((n * c, h + 2 * ph, w + 2 * pw, 1), fill, x.dtype)
-        b.setitem(out, (slice(None), slice(ph, ph + h), slice(pw, pw + w)), images)
-        return out
+                f"padding={self.padding}, dilation={self.dilation}, ceil_mode={self.ceil_mode})")
 
     def _geometry(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """(padded image shape, output NCHW shape) for input ``shape``."""
-        n, c, h, w = shape
-        ph, pw = self.padding
-        padded = (n * c, h + 2 * ph, w + 2 * pw, 1)
-        _, ho, wo = conv_out_shape(padded, self.kernel, self.stride, self.dilation)
-        return padded, (n, c, ho, wo)
+        """(padded image shape, output NCHW shape) for NCHW input ``shape``."""
+        n, c = shape[:2]
+        padded, out = [n * c], [n, c]
+        for size, k, s, p, d in zip(shape[2:], self.kernel, self.stride, self.padding,
+                                    self.dilation):
+            o = pool_out_size(size, k, s, p, d, self.ceil_mode)
+            padded.append(max(size + 2 * p, (o - 1) * s + d * (k - 1) + 1))
+            out.append(o)
+        return (*padded, 1), tuple(out)
+
+    def _place(self, images: Any, padded: tuple[int, ...], fill: float, at: Pair) -> Any:
+        """``images`` (M, h, w, 1) written at offset ``at`` into a ``padded`` array of ``fill``."""
+        b = self.backend
+        if images.shape == padded:
+            return images
+        out = b.full(padded, fill, images.dtype)
+        b.setitem(out, (slice(None), slice(at[0], at[0] + images.shape[1]),
+                        slice(at[1], at[1] + images.shape[2])), images)
+        return out
+
+    def _images(self, x: Any, fill: float) -> Any:
+        """x (N, C, H, W) as padded (N·C, H', W', 1) images filled with ``fill``."""
+        n, c, h, w = x.shape
+        padded, _ = self._geometry(x.shape)
+        return self._place(self.backend.reshape(x, (n * c, h, w, 1)), padded, fill,
+                           self.padding)
+
+    def _crop(self, shape: tuple[int, ...]) -> tuple[slice, ...] | None:
+        (ph, pw), padded = self.padding, self._geometry(shape)[0]
+        if padded[1:3] == tuple(shape[2:]):
+            return None
+        return slice(None), slice(ph, ph + shape[2]), slice(pw, pw + shape[3])
 
     def _scatter(self, dcols: Any, shape: tuple[int, ...]) -> Any:
         """Columns' gradient (N·C·H'·W', KH·KW) back to the NCHW input gradient."""
         b = self.backend
-        padded, _ = self._geometry(shape)
-        dx = b.col2im(dcols, padded, self.kernel, self.stride, self.dilation)
-        ph, pw = self.padding
-        if ph or pw:
-            dx = b.getitem(dx, (slice(None), slice(ph, ph + shape[2]), slice(pw, pw + shape[3])))
-        return b.reshape(dx, shape)
+        dx = b.col2im(dcols, self._geometry(shape)[0], self.kernel, self.stride, self.dilation)
+        crop = self._crop(shape)
+        return b.reshape(dx if crop is None else b.getitem(dx, crop), shape)
 
     def _scatter_tensor(self, dcols: Tensor, shape: tuple[int, ...]) -> Tensor:
         """``_scatter`` in Tensor ops (for ``create_graph``)."""
-        padded, _ = self._geometry(shape)
-        dx = col2im(dcols, padded, self.kernel, self.stride, self.dilation)
-        ph, pw = self.padding
-        if ph or pw:
-            dx = get_item(dx, (slice(None), slice(ph, ph + shape[2]), slice(pw, pw + shape[3])))
-        return reshape(dx, shape)
+        dx = col2im(dcols, self._geometry(shape)[0], self.kernel, self.stride, self.dilation)
+        crop = self._crop(shape)
+        return reshape(dx if crop is None else get_item(dx, crop), shape)
 
 
 class MaxPool(_Pool):
@@ -95,26 +116,32 @@ class AvgPool(_Pool):
     pixels it covers."""
 
     def __init__(self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair = (1, 1),
-                 count_include_pad: bool = True) -> None:
-        super().__init__(kernel, stride, padding, dilation)
+                 ceil_mode: bool = False, count_include_pad: bool = True) -> None:
+        super().__init__(kernel, stride, padding, dilation, ceil_mode)
         self.count_include_pad = count_include_pad
         self.divisor: Any = kernel[0] * kernel[1]
 
     def compute(self, x):
         b = self.backend
-        cols = b.im2col(self._images(x, 0.0), self.kernel, self.stride, self.dilation)
+        images = self._images(x, 0.0)
+        cols = b.im2col(images, self.kernel, self.stride, self.dilation)
         out_shape = self._geometry(x.shape)[1]
-        if not self.count_include_pad and self.padding != (0, 0):
-            # how many image pixels each window covers: the same windows over an image of ones
-            ones = b.full((1, 1, *x.shape[2:]), 1.0, x.dtype)
-            counts = b.sum(b.im2col(self._images(ones, 0.0), self.kernel, self.stride,
-                                    self.dilation), (1,))
+        (ph, pw), (h, w) = self.padding, x.shape[2:]
+        if self.count_include_pad:  # PyTorch: windows clipped to the padded image
+            region, at = (h + 2 * ph, w + 2 * pw), (0, 0)
+        else:  # windows clipped to the image
+            region, at = (h, w), (ph, pw)
+        if region != images.shape[1:3]:
+            # how many counted pixels each window covers: the same windows over ones
+            ones = self._place(b.full((1, *region, 1), 1.0, x.dtype),
+                               (1, *images.shape[1:]), 0.0, at)
+            counts = b.sum(b.im2col(ones, self.kernel, self.stride, self.dilation), (1,))
             self.divisor = b.reshape(counts, (1, 1, *out_shape[2:]))
         return b.divide(b.reshape(b.sum(cols, (1,)), out_shape), self.divisor)
 
     def __repr__(self) -> str:
         return (f"AvgPool(kernel={self.kernel}, stride={self.stride}, padding={self.padding}, "
-                f"count_include_pad={self.count_include_pad})")
+                f"ceil_mode={self.ceil_mode}, count_include_pad={self.count_include_pad})")
 
     def vjp(self, g, node):
         b = self.backend
@@ -134,7 +161,7 @@ class AvgPool(_Pool):
 
 
 def _pool_args(op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any,
-               dilation: Any) -> tuple[Pair, Pair, Pair, Pair]:
+               dilation: Any, ceil_mode: bool) -> tuple[Pair, Pair, Pair, Pair, bool]:
     if len(x.shape) != 4:
         raise NeedleError(f"{op}: expected an NCHW input (4-D), got shape {x.shape}")
     if x.dtype.kind != "f":
@@ -147,27 +174,31 @@ def _pool_args(op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any,
         if p > (d * (k - 1) + 1) // 2:  # PyTorch's rule: no window may see only padding
             raise NeedleError(f"{op}: padding {padding} must be at most half of the kernel "
                               f"{kernel} (dilated: {d * (k - 1) + 1})")
-    n, c, h, w = x.shape
-    padded = (n * c, h + 2 * padding[0], w + 2 * padding[1], 1)
-    _, ho, wo = conv_out_shape(padded, kernel, stride, dilation)
-    if ho < 1 or wo < 1:
+    h, w = x.shape[2:]
+    out = [pool_out_size(*args, bool(ceil_mode)) for args in
+           zip((h, w), kernel, stride, padding, dilation)]
+    if min(out) < 1:
         raise NeedleError(f"{op}: kernel {kernel} (dilation {dilation}) is larger than the "
-                          f"padded input {padded[1:3]} (input {(h, w)}, padding {padding})")
-    return kernel, stride, padding, dilation
+                          f"padded input {(h + 2 * padding[0], w + 2 * padding[1])} (input "
+                          f"{(h, w)}, padding {padding})")
+    return kernel, stride, padding, dilation, bool(ceil_mode)
 
 
 def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
-               dilation: Any = 1) -> Tensor:
-    """Max over KH x KW windows of NCHW ``x``; ``stride`` defaults to the kernel size and
-    the implicit padding is −inf, as in ``torch.nn.functional.max_pool2d``."""
-    return MaxPool(*_pool_args("max_pool2d", x, kernel_size, stride, padding, dilation))(x)
+               dilation: Any = 1, *, ceil_mode: bool = False) -> Tensor:
+    """Max over KH x KW windows of NCHW ``x``, as ``torch.nn.functional.max_pool2d``:
+    ``stride`` defaults to the kernel size, the implicit padding is −inf, and
+    ``ceil_mode`` keeps a last, partial window."""
+    return MaxPool(*_pool_args("max_pool2d", x, kernel_size, stride, padding, dilation,
+                               ceil_mode))(x)
 
 
 def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
-               count_include_pad: bool = True) -> Tensor:
+               ceil_mode: bool = False, count_include_pad: bool = True) -> Tensor:
     """Mean over KH x KW windows of NCHW ``x``, as ``torch.nn.functional.avg_pool2d``:
-    zero padding counts towards the mean unless ``count_include_pad`` is false."""
-    return AvgPool(*_pool_args("avg_pool2d", x, kernel_size, stride, padding, 1),
+    zero padding counts towards the mean unless ``count_include_pad`` is false, and
+    ``ceil_mode`` keeps a last, partial window (divided by what it covers)."""
+    return AvgPool(*_pool_args("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode),
                    count_include_pad=count_include_pad)(x)
 
 

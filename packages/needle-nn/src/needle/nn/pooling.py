@@ -23,6 +23,8 @@ class MaxPool2d(Module):
         padding (int or (int, int)): −inf added on each side, at most half the window.
             Default: ``0``.
         dilation (int or (int, int)): spacing of the window's elements. Default: ``1``.
+        ceil_mode (bool, keyword only): round the output size up, keeping a last, partial
+            window that starts inside the input. Default: ``False``.
 
     Example:
         >>> nn.MaxPool2d(2)(ndl.init.randn(1, 3, 8, 6)).shape
@@ -30,17 +32,18 @@ class MaxPool2d(Module):
     """
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                 dilation: Any = 1) -> None:
+                 dilation: Any = 1, *, ceil_mode: bool = False) -> None:
         super().__init__()
         self.kernel_size, self.stride = kernel_size, stride
-        self.padding, self.dilation = padding, dilation
+        self.padding, self.dilation, self.ceil_mode = padding, dilation, ceil_mode
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation)
+        return ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                              ceil_mode=self.ceil_mode)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}")
+                f"padding={self.padding}, dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
 class AvgPool2d(Module):
@@ -56,6 +59,8 @@ class AvgPool2d(Module):
         stride (int or (int, int), optional): step between windows. Default: ``kernel_size``.
         padding (int or (int, int)): zeros added on each side, at most half the window.
             Default: ``0``.
+        ceil_mode (bool): round the output size up, keeping a last, partial window that
+            starts inside the input (divided by what it covers). Default: ``False``.
         count_include_pad (bool): count the padding in the mean. Default: ``True``.
 
     Example:
@@ -64,16 +69,17 @@ class AvgPool2d(Module):
     """
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                 count_include_pad: bool = True) -> None:
+                 ceil_mode: bool = False, count_include_pad: bool = True) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.count_include_pad = count_include_pad
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding,
+        return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                               self.count_include_pad)
 
     def extra_repr(self) -> str:
-        extra = "" if self.count_include_pad else ", count_include_pad=False"
+        extra = ", ceil_mode=True" if self.ceil_mode else ""
+        extra += "" if self.count_include_pad else ", count_include_pad=False"
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}{extra}")
