@@ -404,14 +404,23 @@ def test_batch_norm_takes_the_generic_path_where_the_kernel_does_not_fit(shim, m
     np.testing.assert_allclose(dx, CPU.batch_norm_backward(g, x, np.ones((4, 3)), w)[0])
 
 
-@given(st.integers(1, 3), st.integers(0, 2), st.integers(0, 2**31 - 1))
-def test_conv_im2col_matches_cpu(shim, stride, extra, seed):
+@given(st.tuples(st.integers(1, 3), st.integers(1, 3)), st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       st.tuples(st.integers(1, 2), st.integers(1, 2)), st.integers(0, 2**31 - 1))
+def test_conv_im2col_col2im_match_cpu(shim, kernel, stride, dilation, seed):
     rs = np.random.RandomState(seed)
-    x = rs.randn(2, 3 + extra + stride, 4 + extra, 3)
-    w = rs.randn(3, 3, 3, 2)
-    np.testing.assert_allclose(shim.conv(x, w, stride), CPU.conv(x, w, stride), rtol=1e-10)
+    reach = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    x = rs.randn(2, reach[0] + rs.randint(3), reach[1] + rs.randint(3), 3)
+    w = rs.randn(*kernel, 3, 2)
+    np.testing.assert_allclose(shim.conv(x, w, stride, dilation),
+                               CPU.conv(x, w, stride, dilation), rtol=1e-10)
+    cols = shim.im2col(x, kernel, stride, dilation)
+    np.testing.assert_array_equal(cols, CPU.im2col(x, kernel, stride, dilation))
+    g = rs.randn(*cols.shape)
+    np.testing.assert_allclose(shim.col2im(g, x.shape, kernel, stride, dilation),
+                               CPU.col2im(g, x.shape, kernel, stride, dilation), rtol=1e-12)
     xt = np.transpose(rs.randn(3, 5, 6, 2), (3, 1, 2, 0))  # a non-contiguous input
-    np.testing.assert_allclose(shim.conv(xt, w, 1), CPU.conv(xt, w, 1), rtol=1e-10)
+    w2 = rs.randn(3, 3, 3, 2)
+    np.testing.assert_allclose(shim.conv(xt, w2, (1, 1)), CPU.conv(xt, w2, (1, 1)), rtol=1e-10)
 
 
 # -- optimizer kernels: the CUDA bodies themselves, compiled for the CPU -------------------------
@@ -513,6 +522,26 @@ def test_ops_and_backward_on_the_shim_device_match_cpu(shim, monkeypatch):
         loss = ndl.logsumexp(h, axes=(1,)).sum() + (y * y).sum() + ndl.max(x, 1).sum()
         loss.backward()
         results[dev.name] = [t.numpy() for t in (loss, x.grad, w.grad, k.grad, img.grad)]
+    for got, want in zip(results["cuda"], results["cpu"]):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_conv_options_and_pooling_on_the_shim_device_match_cpu(shim, monkeypatch):
+    from needle.device import REGISTRY
+
+    monkeypatch.setitem(REGISTRY._backends, "cuda", shim)
+    monkeypatch.setattr(ndl.cuda(), "_backend", shim)
+    rs = np.random.RandomState(7)
+    img_np, k_np = rs.randn(2, 7, 6, 3), rs.randn(3, 2, 3, 2)
+    results = {}
+    for dev in (ndl.cpu(), ndl.cuda()):
+        img, k = (ndl.Tensor(v, device=dev, dtype="float64") for v in (img_np, k_np))
+        y = ndl.conv(img, k, stride=(2, 1), padding=(1, 0), dilation=(1, 2))
+        nchw = img.permute((0, 3, 1, 2))
+        pooled = ndl.max_pool2d(nchw, (2, 3), 1, 1) * ndl.avg_pool2d(nchw, 3, 2, 1).sum()
+        loss = (y * y).sum() + pooled.sum()
+        loss.backward()
+        results[dev.name] = [t.numpy() for t in (loss, k.grad, img.grad)]
     for got, want in zip(results["cuda"], results["cpu"]):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 

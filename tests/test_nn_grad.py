@@ -143,6 +143,25 @@ def test_conv(device, n, cin, cout, k, stride, size, bias, seed):
 
 
 @FIXTURE_OK
+@given(case=st.sampled_from([((2, 3), (1, 2), (1, 0), (2, 1)), (3, 2, 0, 1), ((1, 2), 1, 1, 2)]),
+       seed=seeds)
+def test_conv_options(device, case, seed):
+    kernel, stride, padding, dilation = case
+    rng = np.random.default_rng(seed)
+    conv = nn.Conv(2, 3, kernel, stride, device=device, dtype=F64, padding=padding,
+                   dilation=dilation)
+    check_module(conv, x64(rng, device, 2, 2, 5, 6))
+
+
+@FIXTURE_OK
+@given(pool=st.sampled_from([nn.MaxPool2d((2, 3), (1, 2), 1), nn.AvgPool2d(3, 2, 1)]),
+       seed=seeds)
+def test_pooling(device, pool, seed):
+    values = np.random.default_rng(seed).permutation(2 * 2 * 5 * 6).reshape(2, 2, 5, 6) / 10.0
+    check_module(pool, ndl.Tensor(values, device=device, dtype=F64))
+
+
+@FIXTURE_OK
 @given(n=small, fin=small, hidden=small, nonlinearity=st.sampled_from(["tanh", "relu"]),
        bias=st.booleans(), seed=seeds)
 def test_rnn_cell(device, n, fin, hidden, nonlinearity, bias, seed):

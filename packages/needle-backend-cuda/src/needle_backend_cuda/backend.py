@@ -15,7 +15,16 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from needle.backend import Axes, Backend, BackendUnavailable, DType, Shape, reduced_shape
+from needle.backend import (
+    Axes,
+    Backend,
+    BackendUnavailable,
+    DType,
+    Shape,
+    conv_out_shape,
+    conv_window_strides,
+    reduced_shape,
+)
 
 from . import _probe, kernels
 
@@ -367,16 +376,36 @@ class CUDABackend(Backend):
         grid, block = launch
         kernel_of(self.xp, name)(grid, block, args)
 
-    def conv(self, x: Any, w: Any, stride: int) -> Any:
+    def conv(self, x: Any, w: Any, stride: Any, dilation: Any = (1, 1)) -> Any:
         """im2col through a strided view, then one cuBLAS matrix product."""
-        n, h, wd, cin = x.shape
-        k, _, _, cout = w.shape
-        ho, wo = (h - k) // stride + 1, (wd - k) // stride + 1
-        sn, sh, sw, sc = x.strides
-        cols = self.xp.lib.stride_tricks.as_strided(
-            x, (n, ho, wo, k, k, cin), (sn, sh * stride, sw * stride, sh, sw, sc))
-        out = self.xp.matmul(cols.reshape(n * ho * wo, k * k * cin), w.reshape(k * k * cin, cout))
+        kh, kw, _, cout = w.shape
+        n, ho, wo = conv_out_shape(x.shape, (kh, kw), stride, dilation)
+        out = self.xp.matmul(self.im2col(x, (kh, kw), stride, dilation), w.reshape(-1, cout))
         return out.reshape(n, ho, wo, cout)
+
+    def im2col(self, x: Any, kernel: Any, stride: Any, dilation: Any = (1, 1)) -> Any:
+        n, ho, wo = conv_out_shape(x.shape, kernel, stride, dilation)
+        windows = self.xp.lib.stride_tricks.as_strided(
+            x, (n, ho, wo, *kernel, x.shape[3]), conv_window_strides(x.strides, stride, dilation))
+        return windows.reshape(n * ho * wo, -1)  # the one copy
+
+    def col2im(self, cols: Any, shape: Shape, kernel: Any, stride: Any,
+               dilation: Any = (1, 1)) -> Any:
+        """KH*KW strided in-place adds (one copy when windows cannot overlap)."""
+        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        n, ho, wo = conv_out_shape(shape, kernel, stride, dilation)
+        cols = cols.reshape(n, ho, wo, kh, kw, shape[3])
+        out = self.xp.zeros(tuple(shape), cols.dtype)
+        if sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1:
+            out_windows = self.xp.lib.stride_tricks.as_strided(
+                out, cols.shape, conv_window_strides(out.strides, stride, dilation))
+            out_windows[...] = cols
+            return out
+        for i in range(kh):
+            for j in range(kw):
+                out[:, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                    j * dw:j * dw + sw * (wo - 1) + 1:sw] += cols[:, :, :, i, j]
+        return out
 
     def sgd_update(self, param: Any, grad: Any, velocity: Any, lr: float, momentum: float,
                    weight_decay: float) -> Any:

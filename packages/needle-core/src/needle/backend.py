@@ -30,6 +30,7 @@ Array = Any  # a backend's native array type
 Shape = tuple[int, ...]
 Axes = tuple[int, ...] | None
 DType = np.dtype
+Pair = tuple[int, int]  # (height, width)
 
 
 class BackendUnavailable(RuntimeError):  # noqa: N818 - reads as a state
@@ -285,24 +286,56 @@ class Backend:
             return losses, dlogits
         return self.divide(self.sum(losses), n), self.divide(dlogits, n)
 
-    def conv(self, x: Array, w: Array, stride: int) -> Array:
-        """Valid cross-correlation: x (N,H,W,Cin), w (K,K,Cin,Cout) -> (N,H',W',Cout).
+    def conv(self, x: Array, w: Array, stride: Pair, dilation: Pair = (1, 1)) -> Array:
+        """Valid cross-correlation: x (N,H,W,Cin), w (KH,KW,Cin,Cout) -> (N,H',W',Cout).
 
-        The default sums K*K shifted matrix products, which every backend can run;
-        backends override it with an im2col or library kernel.
+        ``stride`` and ``dilation`` are (height, width) pairs. The op calls this when no
+        gradient will be needed; training goes through ``im2col``. The default sums
+        KH*KW shifted matrix products, so it never holds the columns (inference memory).
         """
-        n, h, wd, _ = x.shape
-        k, _, _, cout = w.shape
-        ho, wo = (h - k) // stride + 1, (wd - k) // stride + 1
+        kh, kw, _, cout = w.shape
+        (sh, sw), (dh, dw) = stride, dilation
+        n, ho, wo = conv_out_shape(x.shape, (kh, kw), stride, dilation)
         out = self.full((n, ho, wo, cout), 0.0, w.dtype)
-        for i in range(k):
-            for j in range(k):
-                patch = self.getitem(
-                    x,
-                    (slice(None), slice(i, i + stride * (ho - 1) + 1, stride),
-                     slice(j, j + stride * (wo - 1) + 1, stride), slice(None)),
-                )
-                out = self.add(out, self.matmul(patch, w[i, j]))
+        for i in range(kh):
+            for j in range(kw):
+                patch = self.getitem(x, _window(i * dh, j * dw, ho, wo, sh, sw))
+                out = self.add(out, self.matmul(patch, self.getitem(w, (i, j))))
+        return out
+
+    def im2col(self, x: Array, kernel: Pair, stride: Pair, dilation: Pair = (1, 1)) -> Array:
+        """The columns of a valid cross-correlation: x (N,H,W,C) -> (N*H'*W', KH*KW*C).
+
+        Row (n, i, j) holds the window under output pixel (i, j) of image n, ordered
+        (kernel row, kernel column, channel), so conv = im2col(x) @ w.reshape(-1, Cout)
+        and the weight gradient is im2col(x)^T @ grad. The default stacks KH*KW strided
+        slices; backends override it with a strided view and one copy.
+        """
+        kh, kw = kernel
+        (sh, sw), (dh, dw) = stride, dilation
+        n, ho, wo = conv_out_shape(x.shape, kernel, stride, dilation)
+        patches = [self.getitem(x, _window(i * dh, j * dw, ho, wo, sh, sw))
+                   for i in range(kh) for j in range(kw)]
+        return self.reshape(self.stack(patches, 3), (n * ho * wo, kh * kw * x.shape[3]))
+
+    def col2im(self, cols: Array, shape: Shape, kernel: Pair, stride: Pair,
+               dilation: Pair = (1, 1)) -> Array:
+        """The adjoint of ``im2col``: (N*H'*W', KH*KW*C) -> ``shape`` (N,H,W,C), summing
+        where windows overlap. The input gradient of a conv is col2im(grad @ w^T).
+
+        KH*KW strided adds (Caffe's loop): the default reads and writes each slice.
+        """
+        kh, kw = kernel
+        (sh, sw), (dh, dw) = stride, dilation
+        n, ho, wo = conv_out_shape(shape, kernel, stride, dilation)
+        c = shape[3]
+        cols = self.reshape(cols, (n, ho, wo, kh, kw, c))
+        out = self.full(tuple(shape), 0.0, cols.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                index = _window(i * dh, j * dw, ho, wo, sh, sw)
+                part = self.getitem(cols, (slice(None), slice(None), slice(None), i, j))
+                self.setitem(out, index, self.add(self.getitem(out, index), part))
         return out
 
     def sgd_update(self, param: Array, grad: Array, velocity: Array | None,
@@ -347,3 +380,23 @@ def reduced_shape(shape: Shape, axis: Axes) -> Shape:
         return ()
     axes = {ax % len(shape) for ax in ((axis,) if isinstance(axis, int) else axis)}
     return tuple(s for i, s in enumerate(shape) if i not in axes)
+
+
+def conv_out_shape(shape: Shape, kernel: Pair, stride: Pair, dilation: Pair) -> Shape:
+    """(N, H', W') of a valid cross-correlation of NHWC ``shape`` with a KH x KW kernel."""
+    n, h, w = shape[:3]
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    return n, (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+
+
+def conv_window_strides(strides: Shape, stride: Pair, dilation: Pair) -> Shape:
+    """Byte strides of the (N, H', W', KH, KW, C) view of an NHWC array's conv windows
+    (for backends whose arrays support ``as_strided``)."""
+    sn, sh, sw, sc = strides
+    return sn, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1], sc
+
+
+def _window(top: int, left: int, ho: int, wo: int, sh: int, sw: int) -> tuple[slice, ...]:
+    """The NHWC index of the pixels one kernel tap sees across all H' x W' outputs."""
+    return (slice(None), slice(top, top + sh * (ho - 1) + 1, sh),
+            slice(left, left + sw * (wo - 1) + 1, sw), slice(None))

@@ -5,7 +5,7 @@ from types import ModuleType as _ModuleType
 
 from . import logic, views
 from ._axes import normalize_axes, reduction_args
-from .conv import Conv, conv
+from .conv import Col2Im, Conv, Im2Col, col2im, conv, im2col
 from .creation import arange, full, full_like, ones_like, rand_like, randn_like, zeros_like
 from .elementwise import (
     Abs,
@@ -85,6 +85,7 @@ from .mathematic import (
     sum_to_shape,
     tanh,
 )
+from .pool import AvgPool, MaxPool, avg_pool2d, max_pool2d
 from .reduce import (
     LogSoftmax,
     LogSumExp,

@@ -369,16 +369,56 @@ def _indexing(r: _Runner, b: Backend) -> None:
     r.case("add_at", "tuple of index arrays", accumulated((3, 2), pair, vals[:3]), want2)
 
 
-def _conv_reference(x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
-    n, h, wd, _ = x.shape
-    k, _, _, cout = w.shape
-    ho, wo = (h - k) // stride + 1, (wd - k) // stride + 1
-    out = np.zeros((n, ho, wo, cout), x.dtype)
+def _windows(shape: tuple[int, ...], kernel: tuple[int, int], stride: tuple[int, int],
+             dilation: tuple[int, int]) -> Any:
+    """(i, j, ki, kj, row, col): every output pixel, kernel tap and the pixel it reads."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    ho = (shape[1] - dh * (kh - 1) - 1) // sh + 1
+    wo = (shape[2] - dw * (kw - 1) - 1) // sw + 1
     for i in range(ho):
         for j in range(wo):
-            patch = x[:, i * stride:i * stride + k, j * stride:j * stride + k, :]
-            out[:, i, j, :] = np.tensordot(patch, w, axes=([1, 2, 3], [0, 1, 2]))
+            for ki in range(kh):
+                for kj in range(kw):
+                    yield i, j, ki, kj, i * sh + ki * dh, j * sw + kj * dw
+
+
+def _im2col_reference(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                      dilation: tuple[int, int]) -> np.ndarray:
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    n, h, wd, c = x.shape
+    ho, wo = (h - dh * (kh - 1) - 1) // sh + 1, (wd - dw * (kw - 1) - 1) // sw + 1
+    cols = np.zeros((n, ho, wo, kh, kw, c), x.dtype)
+    for i, j, ki, kj, row, col in _windows(x.shape, kernel, stride, dilation):
+        cols[:, i, j, ki, kj] = x[:, row, col]
+    return cols.reshape(n * ho * wo, kh * kw * c)
+
+
+def _col2im_reference(cols: np.ndarray, shape: tuple[int, ...], kernel: tuple[int, int],
+                      stride: tuple[int, int], dilation: tuple[int, int]) -> np.ndarray:
+    out = np.zeros(shape, cols.dtype)
+    n, c = shape[0], shape[3]
+    by_pixel = cols.reshape(n, -1, kernel[0] * kernel[1] * c)
+    kw, sw, dw = kernel[1], stride[1], dilation[1]
+    wo = (shape[2] - dw * (kw - 1) - 1) // sw + 1
+    for i, j, ki, kj, row, col in _windows(shape, kernel, stride, dilation):
+        tap = (ki * kw + kj) * c
+        out[:, row, col] += by_pixel[:, i * wo + j, tap:tap + c]
     return out
+
+
+def _conv_reference(x: np.ndarray, w: np.ndarray, stride: tuple[int, int],
+                    dilation: tuple[int, int]) -> np.ndarray:
+    cols = _im2col_reference(x, w.shape[:2], stride, dilation)
+    n, h, wd, _ = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = w.shape[:2], stride, dilation
+    ho, wo = (h - dh * (kh - 1) - 1) // sh + 1, (wd - dw * (kw - 1) - 1) // sw + 1
+    return (cols @ w.reshape(-1, w.shape[3])).reshape(n, ho, wo, w.shape[3])
+
+
+# (kernel, stride, dilation) of the conv cases: square, rectangular, dilated, and windows
+# that cannot overlap (a backend may take a shortcut there)
+_CONV_CASES = (((3, 3), (1, 1), (1, 1)), ((3, 3), (2, 2), (1, 1)), ((3, 2), (3, 1), (1, 1)),
+               ((2, 3), (1, 2), (2, 1)), ((2, 2), (2, 2), (1, 1)), ((1, 2), (2, 3), (1, 2)))
 
 
 def _lse_reference(a: np.ndarray, axis: Any, keepdims: bool) -> np.ndarray:
@@ -399,10 +439,20 @@ def _optional(r: _Runner, b: Backend) -> None:
             return b.logsumexp(r.put(big), (1,))
 
     r.case("logsumexp", "large values and an all -inf row", stable, np.array([10000.0, -np.inf]))
-    img, ker = _rng.standard_normal((2, 6, 7, 3)), _rng.standard_normal((3, 3, 3, 4))
-    for stride in (1, 2, 3):
-        r.case("conv", f"stride {stride}", lambda s=stride: b.conv(r.put(img), r.put(ker), s),
-               _conv_reference(img, ker, stride))
+    img = _rng.standard_normal((2, 6, 7, 3))
+    for kernel, stride, dilation in _CONV_CASES:
+        label = f"kernel {kernel}, stride {stride}, dilation {dilation}"
+        ker = _rng.standard_normal((*kernel, 3, 4))
+        r.case("conv", label, lambda k=ker, s=stride, d=dilation: b.conv(r.put(img), r.put(k),
+                                                                            s, d),
+               _conv_reference(img, ker, stride, dilation))
+        r.case("im2col", label, lambda k=kernel, s=stride, d=dilation: b.im2col(r.put(img), k,
+                                                                                s, d),
+               _im2col_reference(img, kernel, stride, dilation))
+        cols = _rng.standard_normal(_im2col_reference(img, kernel, stride, dilation).shape)
+        r.case("col2im", label, lambda c=cols, k=kernel, s=stride, d=dilation: b.col2im(
+            r.put(c), img.shape, k, s, d), _col2im_reference(cols, img.shape, kernel, stride,
+                                                             dilation))
     _fused_layers(r, b)
     _optimizer_steps(r, b)
 

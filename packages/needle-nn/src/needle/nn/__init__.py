@@ -13,13 +13,14 @@ from .linear import Flatten, Identity, Linear
 from .loss import SoftmaxLoss
 from .module import IncompatibleKeys, Module, Parameter
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm1d
+from .pooling import AvgPool2d, MaxPool2d
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .torch_weights import convert_torch_state_dict, load_torch_state_dict
 
 __all__ = [
-    "GRU", "LSTM", "RNN", "BatchNorm1d", "BatchNorm2d", "Conv", "Dropout", "Embedding", "Flatten",
-    "GRUCell", "Identity", "IncompatibleKeys", "LSTMCell", "LayerNorm1d", "Linear", "Module",
-    "ModuleDict", "ModuleList", "Parameter",
+    "GRU", "LSTM", "RNN", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv", "Dropout",
+    "Embedding", "Flatten", "GRUCell", "Identity", "IncompatibleKeys", "LSTMCell", "LayerNorm1d",
+    "Linear", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "Parameter",
     "RNNCell", "ReLU", "Residual", "Sequential", "Sigmoid", "SoftmaxLoss", "Tanh",
     "convert_torch_state_dict", "load_torch_state_dict",
 ]
