@@ -14,9 +14,11 @@ from .loss import SoftmaxLoss
 from .module import IncompatibleKeys, Module, Parameter
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm1d
 from .rnn import LSTM, RNN, LSTMCell, RNNCell
+from .transformer import AttentionLayer, MultiHeadAttention, Transformer, TransformerLayer
 
 __all__ = [
-    "LSTM", "RNN", "BatchNorm1d", "BatchNorm2d", "Conv", "Dropout", "Embedding", "Flatten",
-    "Identity", "IncompatibleKeys", "LSTMCell", "LayerNorm1d", "Linear", "Module", "Parameter",
-    "RNNCell", "ReLU", "Residual", "Sequential", "Sigmoid", "SoftmaxLoss", "Tanh",
+    "LSTM", "RNN", "AttentionLayer", "BatchNorm1d", "BatchNorm2d", "Conv", "Dropout",
+    "Embedding", "Flatten", "Identity", "IncompatibleKeys", "LSTMCell", "LayerNorm1d", "Linear", "Module",
+    "MultiHeadAttention", "Parameter", "RNNCell", "ReLU", "Residual", "Sequential", "Sigmoid",
+    "SoftmaxLoss", "Tanh", "Transformer", "TransformerLayer",
 ]
