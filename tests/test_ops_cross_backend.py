@@ -39,6 +39,8 @@ CASES = {
                         [(2, 3)], ""),
     "conv": (lambda x, w: ndl.conv(x, w, stride=2, padding=1), [(2, 7, 6, 3), (3, 3, 3, 4)], ""),
     "getitem": (lambda a: a[1:, ::-2] * a[:, IDX].sum() + a[-1, 0], [(3, 4)], ""),
+    "causal attention": (lambda q, k, v: ndl.nn.MultiHeadAttention(causal=True)(q, k, v)[0],
+                         [(2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3)], ""),
 }
 
 

@@ -18,7 +18,7 @@ from .transformer import AttentionLayer, MultiHeadAttention, Transformer, Transf
 
 __all__ = [
     "LSTM", "RNN", "AttentionLayer", "BatchNorm1d", "BatchNorm2d", "Conv", "Dropout",
-    "Embedding", "Flatten", "Identity", "IncompatibleKeys", "LSTMCell", "LayerNorm1d", "Linear", "Module",
-    "MultiHeadAttention", "Parameter", "RNNCell", "ReLU", "Residual", "Sequential", "Sigmoid",
-    "SoftmaxLoss", "Tanh", "Transformer", "TransformerLayer",
+    "Embedding", "Flatten", "Identity", "IncompatibleKeys", "LSTMCell", "LayerNorm1d", "Linear",
+    "Module", "MultiHeadAttention", "Parameter", "RNNCell", "ReLU", "Residual", "Sequential",
+    "Sigmoid", "SoftmaxLoss", "Tanh", "Transformer", "TransformerLayer",
 ]
