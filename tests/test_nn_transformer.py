@@ -4,6 +4,7 @@ the course's parameter order, errors, agreement across backends, and a CLI run."
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import needle as ndl
@@ -297,9 +298,7 @@ def test_course_module_path():
 
 # -- backends -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype, tol", [("float64", 1e-9), ("float32", 1e-4)])
-@pytest.mark.parametrize("other", BACKENDS)
-def test_transformer_agrees_across_backends(other, dtype, tol):
+def _agree_with_cpu(other, dtype, tol):
     """The same weights and inputs on cpu and ``other``: outputs and every gradient agree."""
     np.random.seed(0)
     model = nn.Transformer(6, 8, 2, num_head=2, dim_head=3, causal=True, dtype=dtype,
@@ -317,10 +316,47 @@ def test_transformer_agrees_across_backends(other, dtype, tol):
         return [out.numpy(), xt.grad.numpy()] + [p.grad.numpy() for p in model.parameters()]
 
     want = run(ndl.cpu())
-    got = run(ndl.device(other))
+    got = run(other)
     for i, (g, w) in enumerate(zip(got, want)):
         assert g.dtype == w.dtype
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol, err_msg=f"array {i} on {other}")
+
+
+TOLERANCES = [("float64", 1e-9), ("float32", 1e-4)]
+
+
+@pytest.mark.parametrize("dtype, tol", TOLERANCES)
+@pytest.mark.parametrize("other", BACKENDS)
+def test_transformer_agrees_across_backends(other, dtype, tol):
+    _agree_with_cpu(ndl.device(other), dtype, tol)
+
+
+@pytest.fixture
+def cuda_shim(tmp_path):
+    """The cuda backend's host code over NumPy (test_cuda_shim's stand-in), as a device."""
+    device_mod = importlib.import_module("needle.device")  # ndl.device is the function
+    from needle_backend_cuda import CUDABackend
+    from test_cuda_shim import NumPyAsCuPy
+
+    class ShimCUDA(CUDABackend):
+        name = "cudashim"
+
+    backend = ShimCUDA()
+    backend._xp, backend._reason = NumPyAsCuPy(tmp_path), None
+    device_mod.REGISTRY.register(backend)
+    try:
+        yield ndl.device("cudashim")
+    finally:
+        device_mod.REGISTRY._backends.pop("cudashim", None)
+        device_mod._DEVICES.pop("cudashim", None)
+
+
+@pytest.mark.parametrize("dtype, tol", TOLERANCES)
+def test_transformer_runs_the_cuda_backends_host_code(cuda_shim, dtype, tol):
+    _agree_with_cpu(cuda_shim, dtype, tol)
+    q = ndl.Tensor(np.random.randn(1, 2, 4, 3), device=cuda_shim, dtype=dtype)
+    _, probs = nn.MultiHeadAttention(dropout=0.5, causal=True)(q, q, q)  # the dropout draw
+    assert probs.device == cuda_shim and probs.shape == (1, 2, 4, 4)
 
 
 # -- the command line -----------------------------------------------------------------------------
