@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from needle import NeedleError, Tensor, ops
+from needle import NeedleError, Tensor, backend_ndarray, ops
 
 from .. import init
 from .activation import ReLU
@@ -51,7 +51,7 @@ class MultiHeadAttention(Module):
     Args:
         dropout: probability of zeroing an attention weight in training (default 0).
         causal: mask out future keys (default False).
-        device, dtype: those of the causal mask (inputs keep their own).
+        device, dtype: the course's signature; the mask follows q's device and dtype.
     """
 
     def __init__(self, *, dropout: float = 0.0, causal: bool = False, device: Any = None,
@@ -65,8 +65,6 @@ class MultiHeadAttention(Module):
     def create_causal_mask(self, i: int, j: int, device: Any) -> Any:
         """An additive (1, 1, i, j) mask as a backend array: 0 where query r may see key c
         (c ≤ r + j - i), the most negative float32 elsewhere (the course's helper)."""
-        from needle import backend_ndarray
-
         mask = _MASKED * np.triu(np.ones((1, 1, i, j), dtype=np.float32), j - i + 1)
         return backend_ndarray.array(mask, device=device)
 
