@@ -1,4 +1,4 @@
-"""Run needle's benchmarks: ``python benchmarks/run.py {all,mlp_resnet,resnet9,matmul,overhead,memory}``
+"""Run needle's benchmarks: ``python benchmarks/run.py NAME`` (``all`` or one of ``BENCHMARKS``)
 (and ``cpu_profile``, which explains a benchmark rather than being one: not part of ``all``).
 
 This launcher exists because BLAS and OpenMP read their thread counts once, when
@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("mlp_resnet", "resnet9", "matmul", "overhead", "memory")
+BENCHMARKS = ("mlp_resnet", "resnet9", "matmul", "overhead", "memory", "transformer_lm")
 PROFILES = ("cpu_profile",)
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")

@@ -115,7 +115,7 @@ LM = ["--no-progress", "--hidden-dim", "8", "--embedding-dim", "6", "--batch-siz
       "--bptt", "5"]
 
 
-@pytest.mark.parametrize("seq_model", ["lstm", "rnn"])
+@pytest.mark.parametrize("seq_model", ["lstm", "rnn", "transformer"])
 def test_language_model_stops_mid_epoch_and_resumes_exactly(tmp_path, capsys, seq_model):
     write_ptb(tmp_path / "ptb", lines=40)
     given = {"dataset": "ptb", "data_dir": str(tmp_path / "ptb"), "epochs": 2, "hidden_dim": 8,

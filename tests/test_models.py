@@ -59,7 +59,7 @@ def test_language_model_shapes(device, seq_model, layers):
 
 
 def test_language_model_rejects_unknown_sequence_model():
-    with pytest.raises(ndl.NeedleError, match="seq_model must be 'rnn' or 'lstm'"):
+    with pytest.raises(ndl.NeedleError, match="seq_model must be 'rnn', 'lstm' or 'transformer'"):
         LanguageModel(4, 10, 6, seq_model="gru")
 
 

@@ -52,6 +52,8 @@ CASES = {
                    [(3, 4)], "pos"),
     "softmax-cat-views": (lambda a: ndl.cat([a.softmax(dim=0), a], dim=1).unsqueeze(0)
                           .flatten(0, 1).view(3, -1) * 1.0, [(3, 4)], ""),
+    "causal attention": (lambda q, k, v: ndl.nn.MultiHeadAttention(causal=True)(q, k, v)[0],
+                         [(2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3)], ""),
 }
 
 

@@ -34,7 +34,7 @@ def build_model(cfg: Config, input_dim: int, device: Device) -> nn.Module:
     if cfg.model == "resnet9":
         return ResNet9(device=device)
     return LanguageModel(cfg.embedding_dim, input_dim, cfg.hidden_dim, num_layers=cfg.num_layers,
-                         seq_model=cfg.seq_model, device=device)
+                         seq_model=cfg.seq_model, seq_len=cfg.bptt, device=device)
 
 
 def build_optimizer(cfg: Config, model: nn.Module) -> tuple[optim.Optimizer, Any]:

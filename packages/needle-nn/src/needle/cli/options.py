@@ -24,7 +24,7 @@ MODELS = ("mlp-resnet", "resnet9", "lm")
 DATASETS = ("digits", "mnist", "cifar10", "ptb")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "none")
-SEQ_MODELS = ("lstm", "rnn")
+SEQ_MODELS = ("lstm", "rnn", "transformer")
 
 #: The data sets each model can train on (their input shapes must fit).
 DATASETS_FOR = {"mlp-resnet": ("digits", "mnist"), "resnet9": ("cifar10",), "lm": ("ptb",)}

@@ -16,11 +16,13 @@ from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm1d
 from .pooling import AvgPool2d, MaxPool2d
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .torch_weights import convert_torch_state_dict, load_torch_state_dict
+from .transformer import AttentionLayer, MultiHeadAttention, Transformer, TransformerLayer
 
 __all__ = [
-    "GRU", "LSTM", "RNN", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv", "Dropout",
-    "Embedding", "Flatten", "GRUCell", "Identity", "IncompatibleKeys", "LSTMCell", "LayerNorm1d",
-    "Linear", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "Parameter",
-    "RNNCell", "ReLU", "Residual", "Sequential", "Sigmoid", "SoftmaxLoss", "Tanh",
+    "GRU", "LSTM", "RNN", "AttentionLayer", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv",
+    "Dropout", "Embedding", "Flatten", "GRUCell", "Identity", "IncompatibleKeys", "LSTMCell",
+    "LayerNorm1d", "Linear", "MaxPool2d", "Module", "ModuleDict", "ModuleList",
+    "MultiHeadAttention", "Parameter", "RNNCell", "ReLU", "Residual", "Sequential", "Sigmoid",
+    "SoftmaxLoss", "Tanh", "Transformer", "TransformerLayer",
     "convert_torch_state_dict", "load_torch_state_dict",
 ]
