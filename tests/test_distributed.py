@@ -286,3 +286,83 @@ def test_a_rank_that_dies_ends_the_job(how):
     proc = run_mpi(sys.executable, str(HERE / "mpi" / "dies.py"), how, timeout=60)
     assert proc.returncode != 0
     assert "should never get here" not in proc.stdout
+
+
+# -- the command line ----------------------------------------------------------------------
+RUN = ["--no-progress", "--epochs", "4", "--schedule", "none", "--seed", "1"]
+
+
+def needle_cli() -> list[str]:
+    script = Path(sys.executable).with_name("needle")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "needle.cli"]
+
+
+def metrics(run: Path) -> list[dict]:
+    import json
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@needs_mpi
+def test_cli_on_two_ranks_matches_one_process_and_resumes_exactly(tmp_path, capsys):
+    """(d): ``--nproc 2`` on digits reaches one process's accuracy band; rank 0 alone
+    writes; a run stopped after 2 epochs and resumed under the same N equals a straight one."""
+    from needle.cli import main
+    from test_cli_train import assert_same_run
+
+    a, b, alone = tmp_path / "a", tmp_path / "b", tmp_path / "alone"
+    straight = subprocess.run([*needle_cli(), "train", "--nproc", "2", *RUN, "--out", str(a)],
+                              capture_output=True, text=True, timeout=300, env=mpi_env())
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    assert straight.stderr.count("needle train: mlp-resnet") == 1  # rank 0 alone prints
+    assert "batch 64 per process x 2 processes = 128 global" in straight.stderr
+    assert "2 (MPI), global batch 128" in straight.stdout
+    assert sorted(p.name for p in a.iterdir()) == ["checkpoint.npz", "curves.png", "metrics.jsonl"]
+    rows = metrics(a)
+    assert [m["epoch"] for m in rows] == [1, 2, 3, 4]
+    assert all(m["examples"] == 1437 - 1437 % 2 for m in rows)  # both ranks' images counted
+    assert main(["train", *RUN, "--out", str(alone)]) == 0
+    one = metrics(alone)[-1]["test_acc"]
+    assert rows[-1]["test_acc"] >= 0.9 and one >= 0.9 and abs(rows[-1]["test_acc"] - one) <= 0.04
+
+    half = ["2" if x == "4" else x for x in RUN]
+    first = run_mpi(*needle_cli(), "train", *half, "--out", str(b), timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = run_mpi(*needle_cli(), "train", "--resume", str(b), "--epochs", "4",
+                      "--no-progress", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_run(a, b)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(b), "--epochs", "5", "--no-progress"]) == 2
+    assert "trained on 2 processes and continues only on as many" in capsys.readouterr().err
+
+
+@needs_mpi
+def test_cli_error_on_every_rank_is_one_line_and_ends_the_job(tmp_path):
+    proc = run_mpi(*needle_cli(), "train", "--dataset", "mnist", "--data-dir",
+                   str(tmp_path / "absent"), timeout=120)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("needle train: error")]
+    assert len(errors) == 1 and "no such directory" in errors[0], proc.stderr
+
+
+def test_nproc_without_the_mpi_extra_is_one_clear_line(monkeypatch, capsys):
+    from needle.cli import distributed, main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(distributed.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mpi4py" else real(name, *a))
+    for name in world.SIZE_VARIABLES + world.RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert main(["train", "--nproc", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("needle train: error: --nproc needs the mpi extra: pip install "
+                   "'needle-nn[mpi]' (mpi4py and an MPICH build)")
+
+
+def test_nproc_that_contradicts_the_launcher_is_refused(monkeypatch, capsys):
+    from needle.cli import main
+
+    monkeypatch.setenv("PMI_SIZE", "3")
+    assert main(["train", "--nproc", "2"]) == 2
+    assert "--nproc 2, but this process was started by an MPI launcher with 3" in \
+        capsys.readouterr().err

@@ -26,6 +26,7 @@ from .build import (
     save_run,
     set_rng_state,
 )
+from .distributed import Parallel
 from .loop import ImageTask, Position, Task, TextTask, evaluate, train_steps
 from .options import CLIError, Config, check_resume, resolve
 
@@ -73,6 +74,7 @@ class Run:
     sched: Any
     task: Task
     note: str
+    par: Parallel  # this process's part: alone, or one rank of a data-parallel job
     epoch: int = 0  # epochs done
     pos: Position | None = None  # inside epoch ``epoch + 1`` (None: at its start)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -83,6 +85,8 @@ class Run:
         return self.out / CHECKPOINT
 
     def save(self) -> None:
+        if not self.par.main:
+            return
         save_run(self.checkpoint, self.cfg, self.model, self.opt, self.sched, self.epoch,
                  self.pos, self.history)
 
@@ -131,9 +135,10 @@ def check_fits(saved: Config, data: sources.Images | sources.Tokens, dataset: st
                        f"(ids follow the files read); use the files and --holdout it was trained on")
 
 
-def _start(given: dict[str, Any], out: str | None) -> Run:
+def _start(given: dict[str, Any], out: str | None, par: Parallel) -> Run:
     cfg = resolve(given)
-    path = _new_out_dir(out, cfg)
+    cfg.processes = par.size if par.size > 1 else None
+    path = par.out_dir(lambda: _new_out_dir(out, cfg))
     dev = resolve_device(cfg.device)
     data = sources.load(cfg)
     cfg.input_dim = input_dim(data)
@@ -143,15 +148,17 @@ def _start(given: dict[str, Any], out: str | None) -> Run:
     ndl.manual_seed(cfg.seed)
     model = build_model(cfg, cfg.input_dim, dev)
     opt, sched = build_optimizer(cfg, model)
-    path.mkdir(parents=True, exist_ok=True)  # only now: a failed start leaves no directory
-    (path / METRICS).write_text("", encoding="utf-8")
-    return Run(cfg, path, model, opt, sched, task, data.note)
+    if par.main:
+        path.mkdir(parents=True, exist_ok=True)  # only now: a failed start leaves no directory
+        (path / METRICS).write_text("", encoding="utf-8")
+    return Run(cfg, path, model, opt, sched, task, data.note, par)
 
 
-def _resume(given: dict[str, Any], resume: str) -> Run:
+def _resume(given: dict[str, Any], resume: str, par: Parallel) -> Run:
     saved, ckpt = read_run(resume, ndl.cpu())
     file = checkpoint_path(resume)
     cfg = check_resume(saved, given)
+    par.check_resume(saved.processes, str(file))
     dev = resolve_device(cfg.device)
     data = sources.load(cfg)
     check_fits(saved, data, cfg.dataset, str(file))
@@ -173,9 +180,10 @@ def _resume(given: dict[str, Any], resume: str) -> Run:
         raise CLIError(f"the run in {resume} already finished its {epoch} epochs: pass "
                        f"--epochs N (more than {epoch}) to train further")
     out = file.parent
-    report.write_metrics(out / METRICS, history)
-    return Run(cfg, out, model, opt, sched, make_task(cfg, data, dev), data.note, epoch, pos,
-               history)
+    if par.main:
+        report.write_metrics(out / METRICS, history)
+    return Run(cfg, out, model, opt, sched, make_task(cfg, data, dev), data.note, par, epoch,
+               pos, history)
 
 
 def _to_device(state: Any, dev: ndl.Device) -> Any:
@@ -192,22 +200,25 @@ def _banner(run: Run, resumed: bool) -> str:
         else f"writing {run.out}"
     return (f"needle train: {c.model} ({count_parameters(run.model):,} parameters) on "
             f"{run.note}\n  {c.optimizer} lr {c.lr:g}{extra}, weight decay {c.weight_decay:g}, "
-            f"{c.schedule} schedule, batch {c.batch_size}, {c.epochs} epochs, seed {c.seed}, "
+            f"{c.schedule} schedule, {run.par.describe_batch(c.batch_size)}, {c.epochs} epochs, "
+            f"seed {c.seed}, "
             f"device {c.device}; {where}")
 
 
 def _one_epoch(run: Run, stop: StopRequest, progress: bool) -> bool:
     """Train (the rest of) epoch ``run.epoch + 1``; False when stopped in the middle."""
-    task, cfg = run.task, run.cfg
+    task, cfg, par = run.task, run.cfg, run.par
+    par.before_epoch(run)
     if run.pos is None:
         run.pos, batches = task.start_epoch()
     else:
         batches = task.continue_epoch(run.pos)
     pos = run.pos
     bar = report.EpochBar(run.epoch + 1, cfg.epochs, task.batches_per_epoch, pos.batch,
-                          task.unit) if progress else None
+                          task.unit) if progress and par.main else None
 
     def on_batch(p: Position, n: int) -> None:
+        par.sync_step(p, stop)  # the job's totals, and a stop request on any rank stops all
         if bar is not None:
             bar.update(p.loss, p.accuracy, report.rate(p.seen, p.seconds))
 
@@ -220,7 +231,8 @@ def _one_epoch(run: Run, stop: StopRequest, progress: bool) -> bool:
     if not done:
         return False
     started = time.perf_counter()
-    test_acc, test_loss, _ = evaluate(task, run.model)
+    # Rank 0 alone evaluates (the others would only repeat it) and writes.
+    test_acc, test_loss, _ = evaluate(task, run.model) if par.main else (np.nan, np.nan, 0)
     metrics = {"epoch": run.epoch + 1, "lr": lr, "train_loss": pos.loss,
                "train_acc": pos.accuracy, "test_loss": test_loss, "test_acc": test_acc,
                "seconds": pos.seconds + time.perf_counter() - started,
@@ -233,6 +245,8 @@ def _one_epoch(run: Run, stop: StopRequest, progress: bool) -> bool:
     run.epoch, run.pos = run.epoch + 1, None
     run.history.append(metrics)
     run.save()
+    if not par.main:
+        return True
     report.append_metrics(run.out / METRICS, metrics)
     report.say(report.epoch_line(metrics, cfg.epochs, task.unit))
     if time.perf_counter() - run.plotted >= PLOT_EVERY_S or run.epoch == cfg.epochs or stop():
@@ -256,6 +270,8 @@ def _summary(run: Run, wall: float) -> str:
     rows = [("model", f"{run.cfg.model}, {count_parameters(run.model):,} parameters"),
             ("data", run.note),
             ("epochs", f"{run.epoch}"),
+            *([("processes", f"{run.par.size} (MPI), global batch "
+                             f"{run.cfg.batch_size * run.par.size}")] if run.par.size > 1 else []),
             ("test accuracy", f"{last['test_acc']:.2%} (best {max(m['test_acc'] for m in h):.2%})"),
             ("test loss", f"{last['test_loss']:.4f}"
              + (f" (perplexity {last['test_perplexity']:.1f})" if "test_perplexity" in last else "")),
@@ -270,13 +286,20 @@ def _summary(run: Run, wall: float) -> str:
 
 
 def train(given: dict[str, Any], out: str | None = None, resume: str | None = None,
-          progress: bool = True, stop: StopRequest | None = None) -> int:
-    """Run ``needle train``; returns the exit status (0, or 130 when stopped and saved)."""
+          progress: bool = True, stop: StopRequest | None = None,
+          par: Parallel | None = None) -> int:
+    """Run ``needle train``; returns the exit status (0, or 130 when stopped and saved).
+
+    Under ``mpiexec`` (``par``: this rank's part) it trains data-parallel; see ``distributed``.
+    """
     if resume is not None and out is not None:
         raise CLIError("--out cannot be combined with --resume: a resumed run writes to its own "
                        "directory")
-    run = _resume(given, resume) if resume is not None else _start(given, out)
-    report.say(_banner(run, resume is not None))
+    par = par or Parallel.join()
+    run = _resume(given, resume, par) if resume is not None else _start(given, out, par)
+    par.setup(run)
+    say = report.say if par.main else (lambda text: None)
+    say(_banner(run, resume is not None))
     started = time.perf_counter()
     stop = stop or StopRequest()
     with stop:
@@ -285,13 +308,14 @@ def train(given: dict[str, Any], out: str | None = None, resume: str | None = No
             if not finished:
                 run.save()
                 p = run.pos
-                report.say(f"stopped in epoch {run.epoch + 1} after batch {p.batch} of "
+                say(f"stopped in epoch {run.epoch + 1} after batch {p.batch} of "
                            f"{run.task.batches_per_epoch}; saved {run.checkpoint}\n"
                            f"continue with: needle train --resume {run.out}")
                 return EXIT_INTERRUPTED
-            if stop() and run.epoch < run.cfg.epochs:
-                report.say(f"stopped after epoch {run.epoch}; saved {run.checkpoint}\n"
+            if par.agree_stop(stop) and run.epoch < run.cfg.epochs:
+                say(f"stopped after epoch {run.epoch}; saved {run.checkpoint}\n"
                            f"continue with: needle train --resume {run.out}")
                 return EXIT_INTERRUPTED
-    print(f"\nneedle train: done\n{_summary(run, time.perf_counter() - started)}", flush=True)
+    if par.main:
+        print(f"\nneedle train: done\n{_summary(run, time.perf_counter() - started)}", flush=True)
     return 0

@@ -81,7 +81,10 @@ class MPIWorld(World):
         self.comm.Barrier()
 
     def abort(self, code: int) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
         self.comm.Abort(code)
+        os._exit(code)  # MPICH's Abort can return before the launcher ends this process
 
 
 _world: World | None = None
