@@ -366,3 +366,22 @@ def test_nproc_that_contradicts_the_launcher_is_refused(monkeypatch, capsys):
     assert main(["train", "--nproc", "2"]) == 2
     assert "--nproc 2, but this process was started by an MPI launcher with 3" in \
         capsys.readouterr().err
+
+
+def test_the_docs_script_runs_alone_and_on_two_ranks(tmp_path):
+    """docs/distributed.md's script, as printed there: alone, then under mpiexec -n 2."""
+    import re
+    page = (HERE.parent / "docs" / "distributed.md").read_text()
+    script = tmp_path / "train_digits.py"
+    script.write_text(re.search(r"```python\n(.*?)```", page, re.S).group(1))
+    alone = subprocess.run([sys.executable, str(script), "1"], capture_output=True, text=True,
+                           timeout=120, cwd=tmp_path, env=mpi_env())
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    assert "on 1 rank(s)" in alone.stdout and (tmp_path / "digits-model.npz").exists()
+    if mpiexec() is None or importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("mpiexec or mpi4py is absent: only the run alone was checked")
+    two = subprocess.run([mpiexec(), "-n", "2", sys.executable, str(script), "1"],
+                         capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path,
+                         env=mpi_env())
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.count("epoch 1:") == 1 and "on 2 rank(s)" in two.stdout
