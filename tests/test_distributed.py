@@ -8,6 +8,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import needle as ndl
@@ -184,7 +185,8 @@ class Boxed:
     """A device array that NumPy cannot read directly (as a CuPy array)."""
 
     def __init__(self, a: np.ndarray) -> None:
-        self.a, self.dtype, self.shape = a, a.dtype, a.shape
+        self.a, self.dtype, self.shape, self.size = a, a.dtype, a.shape, a.size
+        self.data = types.SimpleNamespace(ptr=1000 + id(self) % 1000)  # a device pointer
 
 
 class BoxedBackend:
@@ -205,9 +207,11 @@ class BoxedBackend:
 
 
 def test_arrays_numpy_cannot_read_take_host_copies(monkeypatch):
+    from needle.distributed import nccl
+    monkeypatch.setattr(nccl, "_nccl", lambda: None)  # CuPy without NCCL (or none at all)
     cpu = ndl.cpu().backend
     assert collectives.route(cpu, TwoRanks()) == "host"
-    assert collectives.route(BoxedBackend(), TwoRanks()) == "copy"  # no CuPy/NCCL here
+    assert collectives.route(BoxedBackend(), TwoRanks()) == "copy"
     monkeypatch.setenv("NEEDLE_NCCL", "0")
     assert collectives.route(BoxedBackend(), TwoRanks()) == "copy"
     x = Boxed(np.arange(4, dtype="float32"))
@@ -218,6 +222,44 @@ def test_arrays_numpy_cannot_read_take_host_copies(monkeypatch):
         collectives.reduce_array(x, BoxedBackend(), "sum", TwoRanks()).a, 2 * np.arange(4))
     assert isinstance(collectives.bcast_array(x, BoxedBackend(), 0, TwoRanks()), Boxed)
     np.testing.assert_array_equal(x.a, np.arange(4))  # the input is left alone
+
+
+def test_cuda_arrays_go_to_nccl_when_cupy_has_it(monkeypatch):
+    """The NCCL route's host side with a stand-in for ``cupy.cuda.nccl`` (no GPU here)."""
+    calls = []
+
+    class Communicator:
+        def __init__(self, n, uid, rank):
+            calls.append(("init", n, len(uid), rank))
+
+        def allReduce(self, send, recv, count, dtype, op, stream):  # noqa: N802 - CuPy's name
+            calls.append(("allReduce", send == recv, count, dtype, op, stream))
+
+        def bcast(self, buf, count, dtype, root, stream):
+            calls.append(("bcast", count, dtype, root, stream))
+
+    nccl = types.SimpleNamespace(available=True, get_unique_id=lambda: tuple(range(-64, 64)),
+                                 NcclCommunicator=Communicator, NCCL_FLOAT16=6, NCCL_FLOAT32=7,
+                                 NCCL_FLOAT64=8, NCCL_INT32=2, NCCL_INT64=4, NCCL_UINT8=1,
+                                 NCCL_SUM=0, NCCL_MAX=2, NCCL_MIN=3)
+    cuda = types.ModuleType("cupy.cuda")
+    cuda.nccl, cuda.get_current_stream = nccl, lambda: types.SimpleNamespace(ptr=77)
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = cuda
+    for name, module in (("cupy", cupy), ("cupy.cuda", cuda), ("cupy.cuda.nccl", nccl)):
+        monkeypatch.setitem(sys.modules, name, module)
+    w = TwoRanks()
+    assert collectives.route(BoxedBackend(), w) == "nccl"
+    assert collectives.route(ndl.cpu().backend, w) == "host"  # NumPy arrays stay with MPI
+    x = Boxed(np.arange(6, dtype="float32"))
+    out = collectives.reduce_array(x, BoxedBackend(), "mean", w)
+    np.testing.assert_array_equal(out.a, np.arange(6) * 0.5)  # the stand-in leaves data as is
+    collectives.bcast_array(x, BoxedBackend(), 1, w)
+    assert calls == [("init", 2, 128, 0), ("allReduce", True, 6, 7, 0, 77), ("bcast", 6, 7, 1, 77)]
+    with pytest.raises(TypeError, match="NCCL cannot reduce bool"):
+        collectives.reduce_array(Boxed(np.ones(2, bool)), BoxedBackend(), "sum", w)
+    monkeypatch.setenv("NEEDLE_NCCL", "0")
+    assert collectives.route(BoxedBackend(), w) == "copy"
 
 
 # -- the sampler (no MPI needed: ranks given explicitly) --------------------------------------
@@ -278,6 +320,30 @@ def checks() -> subprocess.CompletedProcess:
 def test_two_ranks(checks, name):
     """(sgd-momentum, adam): 2 ranks x batch 8 equal 1 process x batch 16 after 6 steps."""
     assert f"PASS {name}" in checks.stdout.splitlines(), checks.stdout + checks.stderr[-3000:]
+
+
+def cuda_skip(nccl: bool) -> str | None:
+    """Why the 2-rank cuda checks cannot run here (None when they can)."""
+    info = {b.name: b for b in ndl.backends()}.get("cuda")
+    if info is None or not info.usable:
+        return f"cuda: {info.reason if info else 'needle-backend-cuda is not installed'}"
+    if nccl and ndl.cuda().backend.device_count() < 2:
+        return "NCCL needs a GPU per rank: fewer than 2 GPUs here"
+    return None
+
+
+@needs_mpi
+@pytest.mark.parametrize("nccl", [False, True], ids=["host-copies", "nccl"])
+def test_two_ranks_on_cuda(nccl):
+    """On a GPU: the collectives and the one-big-batch equality on cuda tensors."""
+    reason = cuda_skip(nccl)
+    if reason:
+        pytest.skip(reason)
+    env = {**mpi_env(), "NEEDLE_NCCL": "1" if nccl else "0"}
+    proc = subprocess.run([mpiexec(), "-n", "2", sys.executable, str(HERE / "mpi" / "checks.py"),
+                           "cuda"], capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    for name in ("collectives", "sgd-momentum", "adam"):
+        assert f"PASS {name}" in proc.stdout.splitlines(), proc.stdout + proc.stderr[-3000:]
 
 
 @needs_mpi

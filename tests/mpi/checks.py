@@ -1,16 +1,22 @@
-"""Run by tests/test_distributed.py as ``mpiexec -n 2 python tests/mpi/checks.py``.
+"""Run by tests/test_distributed.py as ``mpiexec -n 2 python tests/mpi/checks.py [DEVICE]``.
 
 Rank 0 prints ``PASS <name>`` for each check that held on every rank; a failed
 check raises, which ends the whole job with a non-zero exit (the test prints why).
+With ``cuda`` the collectives and optimizer checks run on GPU tensors (NCCL, or
+host copies with ``NEEDLE_NCCL=0``).
 """
 
 from __future__ import annotations
+
+import os
+import sys
 
 import needle as ndl
 import needle.distributed as dist
 import numpy as np
 
 B, STEPS, FEATURES, CLASSES = 8, 6, 5, 3
+DEV = ndl.cpu()
 
 
 def passed(name: str) -> None:
@@ -20,7 +26,8 @@ def passed(name: str) -> None:
 
 
 def mlp() -> ndl.nn.Module:
-    return ndl.nn.Sequential(ndl.nn.Linear(FEATURES, 16), ndl.nn.ReLU(), ndl.nn.Linear(16, CLASSES))
+    return ndl.nn.Sequential(ndl.nn.Linear(FEATURES, 16, device=DEV), ndl.nn.ReLU(),
+                             ndl.nn.Linear(16, CLASSES, device=DEV))
 
 
 def train(model, opt, x, y, batch) -> None:
@@ -28,7 +35,8 @@ def train(model, opt, x, y, batch) -> None:
     for s in range(STEPS):
         rows = slice(s * batch, (s + 1) * batch)
         opt.reset_grad()
-        loss_fn(model(ndl.Tensor(x[rows])), ndl.Tensor(y[rows])).backward()
+        loss_fn(model(ndl.Tensor(x[rows], device=DEV)),
+                ndl.Tensor(y[rows], device=DEV)).backward()
         opt.step()
 
 
@@ -48,12 +56,12 @@ def check_equals_one_big_batch(name: str, make_opt) -> None:
     train(model, opt, x[mine], y[mine], B)
     got = [p.numpy() for p in model.parameters()]
     for p in got:  # every rank holds the same weights
-        same = dist.broadcast(ndl.Tensor(p), 0).numpy()
+        same = dist.broadcast(ndl.Tensor(p, device=DEV), 0).numpy()
         np.testing.assert_array_equal(p, same)
     if dist.is_main():
         ref = mlp()
         for p, w in zip(ref.parameters(), start):
-            p.data = ndl.Tensor(w)
+            p.data = ndl.Tensor(w, device=DEV)
         train(ref, make_opt(ref.parameters()), x, y, n * B)
         for a, b, w in zip(got, ref.parameters(), start):
             np.testing.assert_allclose(a, b.numpy(), rtol=2e-5, atol=2e-6)
@@ -63,24 +71,26 @@ def check_equals_one_big_batch(name: str, make_opt) -> None:
 
 def check_collectives() -> None:
     n, r = dist.world_size(), dist.rank()
-    x = ndl.Tensor(np.arange(6, dtype="float32").reshape(2, 3) * (r + 1))
+    x = ndl.Tensor(np.arange(6, dtype="float32").reshape(2, 3) * (r + 1), device=DEV)
+    assert dist.all_reduce(x).device == DEV
     total = sum(k + 1 for k in range(n))
     np.testing.assert_array_equal(dist.all_reduce(x).numpy(), np.arange(6).reshape(2, 3) * total)
     np.testing.assert_allclose(dist.all_reduce(x, "mean").numpy(),
                                np.arange(6).reshape(2, 3) * total / n)
     np.testing.assert_array_equal(dist.all_reduce(x, "max").numpy(), np.arange(6).reshape(2, 3) * n)
     np.testing.assert_array_equal(x.numpy(), np.arange(6).reshape(2, 3) * (r + 1))  # untouched
-    ints = ndl.Tensor(np.array([r, 10], dtype="int64"), dtype="int64")
+    ints = ndl.Tensor(np.array([r, 10], dtype="int64"), dtype="int64", device=DEV)
     summed = dist.all_reduce(ints)
     assert summed.dtype == np.int64 and summed.numpy().tolist() == [n * (n - 1) // 2, 10 * n]
     for root in range(n):
-        got = dist.broadcast(ndl.Tensor(np.full(4, float(r), "float64"), dtype="float64"), root)
+        got = dist.broadcast(ndl.Tensor(np.full(4, float(r), "float64"), dtype="float64",
+                                        device=DEV), root)
         assert got.dtype == np.float64 and got.numpy().tolist() == [float(root)] * 4
-    scalar = dist.all_reduce(ndl.Tensor(np.float32(r + 1)))
+    scalar = dist.all_reduce(ndl.Tensor(np.float32(r + 1), device=DEV))
     assert scalar.shape == () and float(scalar.numpy()) == total
     assert dist.broadcast_object({"path": f"runs/{r}"}, 1) == {"path": "runs/1"}
     try:  # a shape mismatch is the same error on every rank, not a hang
-        dist.all_reduce(ndl.Tensor(np.ones(2 + r, "float32")))
+        dist.all_reduce(ndl.Tensor(np.ones(2 + r, "float32"), device=DEV))
     except dist.DistributedError as exc:
         assert "float32[2]" in str(exc) and "float32[3]" in str(exc), exc
     else:
@@ -141,9 +151,14 @@ def check_sampler() -> None:
 if __name__ == "__main__":
     world = dist.init()
     assert world.size > 1, f"expected several ranks, got {world}"
+    if len(sys.argv) > 1:
+        DEV = ndl.device(sys.argv[1])
+        if DEV.name == "cuda" and os.environ.get("NEEDLE_NCCL") != "0":
+            dist.nccl.init_cuda_device(world)  # NCCL needs a GPU per rank
     check_collectives()
     check_equals_one_big_batch("sgd-momentum", lambda ps: ndl.optim.SGD(ps, lr=0.1, momentum=0.9,
                                                                         weight_decay=1e-3))
     check_equals_one_big_batch("adam", lambda ps: ndl.optim.Adam(ps, lr=0.01, weight_decay=1e-3))
-    check_buffers_and_missing_grads()
-    check_sampler()
+    if DEV.name == "cpu":
+        check_buffers_and_missing_grads()
+        check_sampler()

@@ -10,13 +10,15 @@ should own one GPU: launch with one rank per GPU and let ``init_cuda_device()``
 from __future__ import annotations
 
 import sys
+import weakref
 from typing import Any
 
 import numpy as np
 
 from .world import World
 
-_comms: dict[int, Any] = {}  # id(world) -> NcclCommunicator, or None where NCCL cannot run
+# world -> its NcclCommunicator, or None where NCCL cannot run
+_comms: weakref.WeakKeyDictionary[World, Any] = weakref.WeakKeyDictionary()
 
 
 def _nccl() -> Any:
@@ -32,8 +34,7 @@ def _nccl() -> Any:
 
 def communicator(world: World) -> Any:
     """The world's NCCL communicator (made once, collectively), or ``None``."""
-    key = id(world)
-    if key not in _comms:
+    if world not in _comms:
         nccl = _nccl() if world.size > 1 else None
         # Every rank must take the same decision, or some would wait in MPI forever.
         usable = np.array([0 if nccl is None else 1], np.int64)
@@ -43,8 +44,8 @@ def communicator(world: World) -> Any:
             uid = np.array(nccl.get_unique_id() if world.rank == 0 else [0] * 128, np.int64)
             world.bcast(uid, 0)
             comm = nccl.NcclCommunicator(world.size, tuple(int(b) for b in uid), world.rank)
-        _comms[key] = comm
-    return _comms[key]
+        _comms[world] = comm
+    return _comms[world]
 
 
 def init_cuda_device(world: World) -> int:
