@@ -42,6 +42,8 @@ class DistributedOptimizer:
         object.__setattr__(self, "_groups", None)
 
     def __getattr__(self, name: str) -> Any:
+        if name in _OWN:  # not set yet (a copy being built): never recurse
+            raise AttributeError(name)
         return getattr(self.optimizer, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
