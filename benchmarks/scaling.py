@@ -55,11 +55,12 @@ def ring_allreduce_seconds(p: int, nbytes: float, latency_s: float, bandwidth: f
 
 
 def fit_latency_bandwidth(times: dict[int, float], p: int = 2) -> tuple[float, float]:
-    """(α seconds, bytes/s) from measured all-reduce times by least squares on the ring model."""
+    """(α seconds, bytes/s) from measured all-reduce times: least squares on the ring model
+    in *relative* error, so the 8-byte message (latency) weighs as much as the 4 MB one."""
     n = np.array(sorted(times), float)
     t = np.array([times[int(k)] for k in n])
     design = np.stack([np.full_like(n, 2 * (p - 1)), 2 * (p - 1) / p * n], axis=1)
-    (alpha, beta), *_ = np.linalg.lstsq(design, t, rcond=None)
+    (alpha, beta), *_ = np.linalg.lstsq(design / t[:, None], np.ones_like(t), rcond=None)
     return max(float(alpha), 0.0), (1.0 / beta if beta > 0 else float("inf"))
 
 
