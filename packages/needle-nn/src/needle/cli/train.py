@@ -201,8 +201,7 @@ def _banner(run: Run, resumed: bool) -> str:
     return (f"needle train: {c.model} ({count_parameters(run.model):,} parameters) on "
             f"{run.note}\n  {c.optimizer} lr {c.lr:g}{extra}, weight decay {c.weight_decay:g}, "
             f"{c.schedule} schedule, {run.par.describe_batch(c.batch_size)}, {c.epochs} epochs, "
-            f"seed {c.seed}, "
-            f"device {c.device}; {where}")
+            f"seed {c.seed}, device {c.device}; {where}")
 
 
 def _one_epoch(run: Run, stop: StopRequest, progress: bool) -> bool:
@@ -309,12 +308,12 @@ def train(given: dict[str, Any], out: str | None = None, resume: str | None = No
                 run.save()
                 p = run.pos
                 say(f"stopped in epoch {run.epoch + 1} after batch {p.batch} of "
-                           f"{run.task.batches_per_epoch}; saved {run.checkpoint}\n"
-                           f"continue with: needle train --resume {run.out}")
+                    f"{run.task.batches_per_epoch}; saved {run.checkpoint}\n"
+                    f"continue with: needle train --resume {run.out}")
                 return EXIT_INTERRUPTED
             if par.agree_stop(stop) and run.epoch < run.cfg.epochs:
                 say(f"stopped after epoch {run.epoch}; saved {run.checkpoint}\n"
-                           f"continue with: needle train --resume {run.out}")
+                    f"continue with: needle train --resume {run.out}")
                 return EXIT_INTERRUPTED
     if par.main:
         print(f"\nneedle train: done\n{_summary(run, time.perf_counter() - started)}", flush=True)
