@@ -46,6 +46,8 @@ def reduce_array(a: Array, backend: Any, op: str = "sum", world: World | None = 
     caller no longer needs) instead of a copy.
     """
     world = world or current()
+    if world.size == 1:
+        return a if overwrite else backend.copy(a)
     how = route(backend, world)
     wire = "sum" if op == "mean" else op
     if how == "nccl":
@@ -57,7 +59,7 @@ def reduce_array(a: Array, backend: Any, op: str = "sum", world: World | None = 
         host = src if reuse else np.array(src, order="C")
         world.allreduce(host, wire)
         out = host if how == "host" else backend.array(host, host.dtype)
-    if op == "mean" and world.size > 1:
+    if op == "mean":
         scale = 1.0 / world.size
         if how == "host":
             out *= out.dtype.type(scale)
@@ -69,6 +71,8 @@ def reduce_array(a: Array, backend: Any, op: str = "sum", world: World | None = 
 def bcast_array(a: Array, backend: Any, root: int = 0, world: World | None = None) -> Array:
     """A new contiguous backend array holding root's ``a`` on every rank."""
     world = world or current()
+    if world.size == 1:
+        return backend.copy(a)
     how = route(backend, world)
     if how == "nccl":
         return nccl.broadcast(world, backend.copy(a), root)
