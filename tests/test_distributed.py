@@ -162,6 +162,12 @@ def test_gradients_travel_in_one_buffer_per_dtype_and_come_back_averaged(monkeyp
     for g, p in zip(before, model.parameters()):
         np.testing.assert_allclose(p.grad.numpy(), g)  # both ranks alike: the mean is itself
     assert extra.grad.dtype == np.float64 and unused.grad is None
+    opt.step()  # averaged already (to clip, say): no second round
+    assert len(calls) == 2
+    opt.reset_grad()
+    model(ndl.Tensor(np.ones((2, 3), "float32"))).sum().backward()
+    opt.step()
+    assert len(calls) == 4  # a new step averages again: both groups (every rank must take part)
 
 
 def test_the_first_step_refuses_ranks_with_other_weights():
@@ -451,3 +457,54 @@ def test_the_docs_script_runs_alone_and_on_two_ranks(tmp_path):
                          env=mpi_env())
     assert two.returncode == 0, two.stderr[-2000:]
     assert two.stdout.count("epoch 1:") == 1 and "on 2 rank(s)" in two.stdout
+
+
+def tiny_corpus(folder: Path) -> Path:
+    """A 30-word 'language' in train.txt / test.txt (2,700 + 540 words): seconds to train."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for name, lines in (("train.txt", 300), ("test.txt", 60)):
+        words = rng.integers(0, 30, (lines, 9))
+        (folder / name).write_text("".join(" ".join(f"w{i}" for i in row) + "\n" for row in words))
+    return folder
+
+
+@needs_mpi
+def test_lm_on_two_ranks_equals_one_process_with_twice_the_batch_after_ctrl_c_and_resume(
+        tmp_path, capsys):
+    """The language model: rank r trains columns r*B.. of the 2B-column stream (clipping
+    the averaged gradients), so 2 ranks x batch 4 end where 1 process x batch 8 does; a
+    Ctrl-C mid-epoch saves every rank's hidden state and --resume continues from it."""
+    import signal
+    import time
+
+    from needle.cli import main
+
+    lm = ["--dataset", "ptb", "--data-dir", str(tiny_corpus(tmp_path / "text")), "--hidden-dim",
+          "8", "--embedding-dim", "8", "--bptt", "2", "--epochs", "3", "--schedule", "none",
+          "--no-progress"]
+    assert main(["train", *lm, "--batch-size", "8", "--out", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    err = tmp_path / "err.txt"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen([mpiexec(), "-n", "2", *needle_cli(), "train", *lm,
+                                 "--batch-size", "4", "--out", str(tmp_path / "two")],
+                                stdout=subprocess.DEVNULL, stderr=stderr, env=mpi_env())
+        deadline = time.monotonic() + 120
+        while "epoch 1/3" not in err.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # mpiexec passes it to both ranks
+        assert proc.wait(timeout=120) == 130, err.read_text()[-3000:]
+    assert "stopped in epoch 2 after batch" in err.read_text()
+    saved = ndl.load(tmp_path / "two" / "checkpoint.npz")
+    h, c = saved["position"]["carry"]
+    assert h.shape == c.shape == (1, 8, 8)  # both ranks' 4 columns
+    resumed = run_mpi(*needle_cli(), "train", "--resume", str(tmp_path / "two"), "--no-progress",
+                      timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = ndl.load(tmp_path / "one" / "checkpoint.npz")["model"]
+    b = ndl.load(tmp_path / "two" / "checkpoint.npz")["model"]
+    for key in a:
+        np.testing.assert_allclose(b[key].numpy(), a[key].numpy(), rtol=1e-4, atol=1e-5,
+                                   err_msg=key)
+    assert [m["epoch"] for m in metrics(tmp_path / "two")] == [1, 2, 3]

@@ -1,6 +1,7 @@
 """``needle train`` on several processes: ``mpiexec -n N needle train ...`` or ``--nproc N``.
 
-Every rank trains on its own shard of each epoch (``DistributedSampler``) with the
+Every rank trains on its own shard of each epoch (``DistributedSampler``; for the
+language model, its own B of the N·B columns of the token stream) with the
 gradients averaged before every step (``DistributedOptimizer``), so ``--batch-size``
 is per rank and the global batch is N times it. Rank 0 alone prints, evaluates and
 writes the run directory; the others only train. After each step one small
@@ -11,6 +12,7 @@ every rank stops after the same step. A rank that fails ends the whole job.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from needle import Tensor
 
 from .. import data
 from .. import distributed as dist
@@ -39,6 +42,7 @@ class Parallel:
         self.main = self.rank == 0
         self.sampler: dist.DistributedSampler | None = None
         self._last = (0, 0.0, 0)  # (errors, loss_sum, seen) of the position after the last sync
+        self._columns, self._width = slice(None), 0  # a language model's columns here, of all
 
     @classmethod
     def join(cls) -> Parallel:
@@ -59,17 +63,17 @@ class Parallel:
                            f"with mpiexec -n {saved_processes or 1} or --nproc "
                            f"{saved_processes or 1}")
 
-    def setup(self, run: Any) -> None:
-        """Same weights everywhere, averaged gradients, and this rank's shard of the data."""
+    def setup(self, run: Any, source: Any) -> None:
+        """Same weights everywhere, averaged gradients, and this rank's shard of the data
+        (``source``: the run's ``sources.Images`` or ``sources.Tokens``)."""
         if self.size == 1:
             return
-        from .loop import ImageTask
-        if not isinstance(run.task, ImageTask):
-            raise CLIError(f"--model {run.cfg.model} cannot train on several processes yet "
-                           f"(data-parallel runs take the image models: mlp-resnet, resnet9)")
         dist.broadcast_parameters(run.model)
         run.opt = dist.DistributedOptimizer(run.opt, self.world)
         task = run.task
+        if hasattr(task, "bptt"):
+            self._shard_text(task, source, run.cfg.batch_size)
+            return
         try:
             self.sampler = dist.DistributedSampler(task.images.train, shuffle=True,
                                                    seed=run.cfg.seed, num_replicas=self.size,
@@ -80,14 +84,49 @@ class Parallel:
                                       device=task.device)
         task.batches_per_epoch = len(task.loader)
 
+    def _shard_text(self, task: Any, tokens: Any, batch_size: int) -> None:
+        """The token stream in N·B columns, as one process with batch N·B lays it out;
+        rank r trains on columns r·B ... (r+1)·B - 1 (their hidden state is its carry)."""
+        try:
+            every = data.batchify(tokens.train, batch_size * self.size)
+        except data.DataError as exc:
+            raise CLIError(f"{exc} (--batch-size {batch_size} on each of {self.size} "
+                           f"processes)") from exc
+        if every.shape[0] < 2:
+            raise CLIError(f"{len(tokens.train)} training tokens are too few for --batch-size "
+                           f"{batch_size} on {self.size} processes")
+        mine = slice(self.rank * batch_size, (self.rank + 1) * batch_size)
+        task.train = np.ascontiguousarray(every[:, mine])
+        task.batches_per_epoch = len(range(0, task.train.shape[0] - 1, task.bptt))
+        self._columns, self._width = mine, batch_size * self.size
+
+    def gather(self, pos: Any) -> Any:
+        """The job's position, to save: a language model's carry of every rank's columns
+        joined along the batch axis, as one process would hold it (collective)."""
+        if self.size == 1 or pos is None or pos.carry is None:
+            return pos
+        return dataclasses.replace(pos, carry=_map(pos.carry, self._gather_state))
+
+    def _gather_state(self, t: Tensor) -> Tensor:
+        every = self.world.allgather(np.ascontiguousarray(t.numpy()))
+        return Tensor(np.concatenate(list(every), axis=1), device=t.device, dtype=t.dtype)
+
+    def _own_columns(self, t: Tensor) -> Tensor:
+        """This rank's columns of a saved (job-wide) hidden state; its own state as it is."""
+        if t.shape[1] != self._width:
+            return t
+        return Tensor(t.numpy()[:, self._columns], device=t.device, dtype=t.dtype)
+
     def before_epoch(self, run: Any) -> None:
-        """This epoch's shard; a resumed epoch continues in this rank's own order."""
-        if self.sampler is None:
-            return
-        self.sampler.set_epoch(run.epoch)
-        if run.pos is not None:
-            run.pos.order = self.sampler.indices()
+        """This epoch's shard; a resumed epoch continues in this rank's own order (and,
+        for a language model, from the hidden state of its own columns)."""
         pos = run.pos
+        if self.size > 1 and pos is not None and pos.carry is not None:
+            pos.carry = _map(pos.carry, self._own_columns)
+        if self.sampler is not None:
+            self.sampler.set_epoch(run.epoch)
+            if pos is not None:
+                pos.order = self.sampler.indices()
         self._last = (pos.errors, pos.loss_sum, pos.seen) if pos is not None else (0, 0.0, 0)
 
     def sync_step(self, pos: Any, stop: Any) -> None:
@@ -117,6 +156,13 @@ class Parallel:
             return f"batch {batch_size}"
         return (f"batch {batch_size} per process x {self.size} processes = "
                 f"{batch_size * self.size} global")
+
+
+def _map(state: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``fn`` on every Tensor of a hidden state (a Tensor or a tuple of them)."""
+    if isinstance(state, (tuple, list)):
+        return tuple(_map(s, fn) for s in state)
+    return fn(state) if isinstance(state, Tensor) else state
 
 
 def together(prog: str, body: Callable[[Parallel], int]) -> int:

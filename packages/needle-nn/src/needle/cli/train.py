@@ -85,10 +85,10 @@ class Run:
         return self.out / CHECKPOINT
 
     def save(self) -> None:
-        if not self.par.main:
-            return
-        save_run(self.checkpoint, self.cfg, self.model, self.opt, self.sched, self.epoch,
-                 self.pos, self.history)
+        pos = self.par.gather(self.pos)  # on several ranks: the whole job's position
+        if self.par.main:
+            save_run(self.checkpoint, self.cfg, self.model, self.opt, self.sched, self.epoch,
+                     pos, self.history)
 
 
 def _new_out_dir(out: str | None, cfg: Config) -> Path:
@@ -148,10 +148,12 @@ def _start(given: dict[str, Any], out: str | None, par: Parallel) -> Run:
     ndl.manual_seed(cfg.seed)
     model = build_model(cfg, cfg.input_dim, dev)
     opt, sched = build_optimizer(cfg, model)
+    run = Run(cfg, path, model, opt, sched, task, data.note, par)
+    par.setup(run, data)
     if par.main:
         path.mkdir(parents=True, exist_ok=True)  # only now: a failed start leaves no directory
         (path / METRICS).write_text("", encoding="utf-8")
-    return Run(cfg, path, model, opt, sched, task, data.note, par)
+    return run
 
 
 def _resume(given: dict[str, Any], resume: str, par: Parallel) -> Run:
@@ -182,8 +184,10 @@ def _resume(given: dict[str, Any], resume: str, par: Parallel) -> Run:
     out = file.parent
     if par.main:
         report.write_metrics(out / METRICS, history)
-    return Run(cfg, out, model, opt, sched, make_task(cfg, data, dev), data.note, par, epoch,
-               pos, history)
+    run = Run(cfg, out, model, opt, sched, make_task(cfg, data, dev), data.note, par, epoch, pos,
+              history)
+    par.setup(run, data)
+    return run
 
 
 def _to_device(state: Any, dev: ndl.Device) -> Any:
@@ -296,7 +300,6 @@ def train(given: dict[str, Any], out: str | None = None, resume: str | None = No
                        "directory")
     par = par or Parallel.join()
     run = _resume(given, resume, par) if resume is not None else _start(given, out, par)
-    par.setup(run)
     say = report.say if par.main else (lambda text: None)
     say(_banner(run, resume is not None))
     started = time.perf_counter()

@@ -11,7 +11,7 @@ from needle import Tensor
 from .collectives import agree, reduce_array
 from .world import DistributedError, World, current
 
-_OWN = ("optimizer", "world", "_groups")
+_OWN = ("optimizer", "world", "_groups", "_averaged")
 
 
 class DistributedOptimizer:
@@ -27,8 +27,12 @@ class DistributedOptimizer:
     rank holds the same parameters (shapes, dtypes and values) and raises otherwise:
     call ``broadcast_parameters(model)`` before training.
 
-    Everything else (``lr``, ``state_dict``, ``reset_grad``, ...) is the wrapped
-    optimizer's, so schedules and checkpoints work unchanged.
+    To work on the averaged gradients before the step (clipping their norm, as one
+    process with the whole batch would), call ``average_gradients()`` first: the
+    next ``step()`` then does not average again.
+
+    Everything else (``lr``, ``state_dict``, ...) is the wrapped optimizer's, so
+    schedules and checkpoints work unchanged.
     """
 
     def __init__(self, optimizer: Any, world: World | None = None) -> None:
@@ -40,6 +44,7 @@ class DistributedOptimizer:
         object.__setattr__(self, "optimizer", optimizer)
         object.__setattr__(self, "world", world or current())
         object.__setattr__(self, "_groups", None)
+        object.__setattr__(self, "_averaged", False)
 
     def __getattr__(self, name: str) -> Any:
         if name in _OWN:  # not set yet (a copy being built): never recurse
@@ -56,11 +61,20 @@ class DistributedOptimizer:
         return f"DistributedOptimizer({type(self.optimizer).__name__}, {self.world})"
 
     def step(self) -> None:
-        self.average_gradients()
+        if not self._averaged:
+            self.average_gradients()
+        self._averaged = False
         self.optimizer.step()
 
+    def reset_grad(self) -> None:
+        self._averaged = False
+        self.optimizer.reset_grad()
+
+    zero_grad = reset_grad
+
     def average_gradients(self) -> None:
-        """Replace each parameter's ``.grad`` by its mean over every rank."""
+        """Replace each parameter's ``.grad`` by its mean over every rank (once a step)."""
+        self._averaged = True
         if self.world.size == 1:
             return
         if self._groups is None:
