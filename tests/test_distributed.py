@@ -361,7 +361,7 @@ def test_a_rank_that_dies_ends_the_job(how):
 
 
 # -- the command line ----------------------------------------------------------------------
-RUN = ["--no-progress", "--epochs", "4", "--schedule", "none", "--seed", "1"]
+RUN = ["--no-progress", "--epochs", "4", "--schedule", "none", "--seed", "1", "--batch-size", "16"]
 
 
 def needle_cli() -> list[str]:
@@ -377,7 +377,11 @@ def metrics(run: Path) -> list[dict]:
 @needs_mpi
 def test_cli_on_two_ranks_matches_one_process_and_resumes_exactly(tmp_path, capsys):
     """(d): ``--nproc 2`` on digits reaches one process's accuracy band; rank 0 alone
-    writes; a run stopped after 2 epochs and resumed under the same N equals a straight one."""
+    writes; a run stopped by Ctrl-C (in epoch 2) and resumed under the same N equals a
+    straight one bit for bit."""
+    import signal
+    import time
+
     from needle.cli import main
     from test_cli_train import assert_same_run
 
@@ -386,8 +390,8 @@ def test_cli_on_two_ranks_matches_one_process_and_resumes_exactly(tmp_path, caps
                               capture_output=True, text=True, timeout=300, env=mpi_env())
     assert straight.returncode == 0, straight.stderr[-3000:]
     assert straight.stderr.count("needle train: mlp-resnet") == 1  # rank 0 alone prints
-    assert "batch 64 per process x 2 processes = 128 global" in straight.stderr
-    assert "2 (MPI), global batch 128" in straight.stdout
+    assert "batch 16 per process x 2 processes = 32 global" in straight.stderr
+    assert "2 (MPI), global batch 32" in straight.stdout
     assert sorted(p.name for p in a.iterdir()) == ["checkpoint.npz", "curves.png", "metrics.jsonl"]
     rows = metrics(a)
     assert [m["epoch"] for m in rows] == [1, 2, 3, 4]
@@ -396,9 +400,16 @@ def test_cli_on_two_ranks_matches_one_process_and_resumes_exactly(tmp_path, caps
     one = metrics(alone)[-1]["test_acc"]
     assert rows[-1]["test_acc"] >= 0.9 and one >= 0.9 and abs(rows[-1]["test_acc"] - one) <= 0.04
 
-    half = ["2" if x == "4" else x for x in RUN]
-    first = run_mpi(*needle_cli(), "train", *half, "--out", str(b), timeout=300)
-    assert first.returncode == 0, first.stderr[-3000:]
+    err = tmp_path / "err.txt"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen([mpiexec(), "-n", "2", *needle_cli(), "train", *RUN, "--out",
+                                 str(b)], stdout=subprocess.DEVNULL, stderr=stderr, env=mpi_env())
+        deadline = time.monotonic() + 120
+        while "epoch 1/4" not in err.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)  # mpiexec passes it to both ranks
+        assert proc.wait(timeout=120) == 130, err.read_text()[-3000:]
+    assert "stopped" in err.read_text() and len(metrics(b)) < 4
     resumed = run_mpi(*needle_cli(), "train", "--resume", str(b), "--epochs", "4",
                       "--no-progress", timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

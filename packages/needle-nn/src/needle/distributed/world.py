@@ -121,8 +121,9 @@ def init() -> World:
     try:
         from mpi4py import MPI
     except ImportError as exc:
-        raise DistributedError(f"this process was started by an MPI launcher ({size or 'some'} "
-                               f"processes) but mpi4py cannot be imported ({exc}): "
+        why = "NEEDLE_DISTRIBUTED=mpi" if size is None else \
+            f"this process was started by an MPI launcher ({size or 'some'} processes)"
+        raise DistributedError(f"{why} but mpi4py cannot be imported ({exc}): "
                                f"{INSTALL_HINT}") from exc
     world = MPIWorld(MPI)
     _check_launch(world, size)
