@@ -410,6 +410,7 @@ def test_cli_on_two_ranks_matches_one_process_and_resumes_exactly(tmp_path, caps
         proc.send_signal(signal.SIGINT)  # mpiexec passes it to both ranks
         assert proc.wait(timeout=120) == 130, err.read_text()[-3000:]
     assert "stopped" in err.read_text() and len(metrics(b)) < 4
+    assert err.read_text().count("Ctrl-C: finishing this step") == 1  # rank 0 alone says it
     resumed = run_mpi(*needle_cli(), "train", "--resume", str(b), "--epochs", "4",
                       "--no-progress", timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -43,6 +43,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.quiet = False  # the other ranks of a data-parallel job: rank 0 tells the user
         self._previous: Any = None
 
     def __call__(self) -> bool:
@@ -51,7 +52,8 @@ class StopRequest:
     def _handler(self, signum: int, frame: Any) -> None:
         self.requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        report.say("\nCtrl-C: finishing this step and saving (press Ctrl-C again to abort)")
+        if not self.quiet:
+            report.say("\nCtrl-C: finishing this step and saving (press Ctrl-C again to abort)")
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -304,6 +306,7 @@ def train(given: dict[str, Any], out: str | None = None, resume: str | None = No
     say(_banner(run, resume is not None))
     started = time.perf_counter()
     stop = stop or StopRequest()
+    stop.quiet = not par.main
     with stop:
         while run.epoch < run.cfg.epochs:
             finished = _one_epoch(run, stop, progress)
