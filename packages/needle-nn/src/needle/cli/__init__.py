@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
     t.add_argument("--no-progress", action="store_true",
                    help="no progress bars, only a line per epoch")
+    t.add_argument("--nproc", type=positive_int, metavar="N",
+                   help="train data-parallel on N processes of this machine (starts mpiexec; "
+                        "--batch-size is per process; needs the mpi extra). On a cluster: "
+                        "mpiexec -n N needle train ... or srun needle train ...")
 
     e = sub.add_parser("eval", help="evaluate a checkpoint",
                        description="Accuracy and loss of a saved model; its configuration comes "
@@ -124,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"command", "out", "resume", "no_progress", "checkpoint"}
+    skip = {"command", "out", "resume", "no_progress", "checkpoint", "nproc"}
     return {k: v for k, v in vars(args).items() if k not in skip}
 
 
@@ -136,6 +140,7 @@ def _fail(prog: str, message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``needle`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     prog = f"needle {args.command}"
     try:
@@ -145,9 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             from .evaluate import eval_checkpoint
             return eval_checkpoint(args.checkpoint, _given(args))
+        from .distributed import launch, together
         from .train import train
-        return train(_given(args), out=args.out, resume=args.resume,
-                     progress=not args.no_progress)
+        if args.nproc is not None:
+            status = launch(args.nproc, argv)
+            if status is not None:
+                return status
+        return together(prog, lambda par: train(_given(args), out=args.out, resume=args.resume,
+                                                progress=not args.no_progress, par=par))
     except CLIError as exc:
         return _fail(prog, str(exc))
     except OSError as exc:  # an output path the writers did not name (they mostly do)

@@ -249,8 +249,14 @@ def check_state(file: Path, saved: Config, task: Any, ckpt: dict[str, Any]
     order = raw["order"]
     if hasattr(task, "images"):
         n = len(task.images.train)
-        if not (isinstance(order, np.ndarray) and order.dtype.kind in "iu" and order.shape == (n,)
-                and np.array_equal(np.sort(order), np.arange(n))):
+        if (saved.processes or 1) > 1:  # a data-parallel run saves rank 0's shard of the order
+            if not (isinstance(order, np.ndarray) and order.dtype.kind in "iu"
+                    and order.ndim == 1 and 0 < order.size <= n
+                    and np.unique(order).size == order.size
+                    and order.min() >= 0 and order.max() < n):
+                raise bad(f"the epoch's order is not a shard of the {n} training examples")
+        elif not (isinstance(order, np.ndarray) and order.dtype.kind in "iu"
+                  and order.shape == (n,) and np.array_equal(np.sort(order), np.arange(n))):
             raise bad(f"the epoch's order is not a permutation of the {n} training examples")
         if raw["carry"] is not None:
             raise bad("an image model's position carries a hidden state")
@@ -284,7 +290,12 @@ def _check_carry(bad: Any, cfg: Config, carry: Any) -> None:
     if carry is None:
         return
     parts = list(carry) if isinstance(carry, (tuple, list)) else [carry]
-    shape = (cfg.num_layers, cfg.batch_size, cfg.hidden_dim)
+    if cfg.seq_model == "transformer":  # it attends within a chunk: the carry is never read
+        if len(parts) != 1 or not isinstance(parts[0], ndl.Tensor):
+            raise bad("the carried state of a transformer is not one tensor")
+        return
+    # a data-parallel run saves the whole job's columns (every rank's batch side by side)
+    shape = (cfg.num_layers, cfg.batch_size * (cfg.processes or 1), cfg.hidden_dim)
     if len(parts) != (2 if cfg.seq_model == "lstm" else 1) or \
             not all(isinstance(t, ndl.Tensor) and t.shape == shape for t in parts):
         raise bad(f"the carried hidden state is not {'(h, c)' if cfg.seq_model == 'lstm' else 'h'}"

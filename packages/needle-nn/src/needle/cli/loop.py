@@ -167,6 +167,8 @@ def train_steps(task: Task, model: nn.Module, opt: optim.Optimizer, pos: Positio
             raise Diverged(f"the training loss became {value} in batch {pos.batch + 1}")
         loss.backward()
         if clip:
+            if hasattr(opt, "average_gradients"):  # data-parallel: clip the ranks' mean
+                opt.average_gradients()
             optim.clip_grad_norm(model.parameters(), clip)
         opt.step()
         n = y.shape[0]

@@ -78,6 +78,7 @@ class Config:
     # Filled from the data, not by the user: what the saved weights expect.
     input_dim: int | None = None  # features per image, or the vocabulary size
     vocab_sha256: str | None = None  # a language model's word list (ids must mean the same)
+    processes: int | None = None  # ranks of a data-parallel run (None: one process)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

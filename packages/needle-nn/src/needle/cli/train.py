@@ -30,6 +30,7 @@ from .build import (
     save_run,
     set_rng_state,
 )
+from .distributed import Parallel
 from .loop import Diverged, ImageTask, Position, Task, TextTask, evaluate, train_steps
 from .options import CLIError, Config, check_resume, resolve
 from .rundir import CHECKPOINT, CURVES, METRICS
@@ -46,6 +47,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.quiet = False  # the other ranks of a data-parallel job: rank 0 tells the user
         self._previous: Any = None
 
     def __call__(self) -> bool:
@@ -54,7 +56,8 @@ class StopRequest:
     def _handler(self, signum: int, frame: Any) -> None:
         self.requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        report.say("\nCtrl-C: finishing this step and saving (press Ctrl-C again to abort)")
+        if not self.quiet:
+            report.say("\nCtrl-C: finishing this step and saving (press Ctrl-C again to abort)")
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -77,6 +80,7 @@ class Run:
     sched: Any
     task: Task
     note: str
+    par: Parallel  # this process's part: alone, or one rank of a data-parallel job
     epoch: int = 0  # epochs done
     pos: Position | None = None  # inside epoch ``epoch + 1`` (None: at its start)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -89,9 +93,13 @@ class Run:
         return self.out / CHECKPOINT
 
     def save(self) -> None:
-        """Checkpoint the run; ``Diverged`` (and nothing written) when a weight is not finite."""
-        save_run(self.checkpoint, self.cfg, self.model, self.opt, self.sched, self.epoch,
-                 self.pos, self.history)
+        """Checkpoint the run; ``Diverged`` (and nothing written) when a weight is not finite.
+
+        Every rank calls it (the position is gathered from all); rank 0 alone writes."""
+        pos = self.par.gather(self.pos)  # on several ranks: the whole job's position
+        if self.par.main:
+            save_run(self.checkpoint, self.cfg, self.model, self.opt, self.sched, self.epoch,
+                     pos, self.history)
         self.saved = (f"after epoch {self.epoch}" if self.pos is None
                       else f"in epoch {self.epoch + 1} after batch {self.pos.batch}")
 
@@ -144,10 +152,12 @@ def check_fits(saved: Config, data: sources.Images | sources.Tokens, dataset: st
                        f"(ids follow the files read); use the files and --holdout it was trained on")
 
 
-def _start(given: dict[str, Any], out: str | None, again: str | None = None) -> Run:
+def _start(given: dict[str, Any], out: str | None, par: Parallel,
+           again: str | None = None) -> Run:
     """A new run into ``out``; ``again`` is said when it restarts one that died early."""
     cfg = resolve(given)
-    path = _new_out_dir(out, cfg)
+    cfg.processes = par.size if par.size > 1 else None
+    path = par.out_dir(lambda: _new_out_dir(out, cfg))
     dev = resolve_device(cfg.device)
     data = sources.load(cfg)
     cfg.input_dim = input_dim(data)
@@ -158,44 +168,51 @@ def _start(given: dict[str, Any], out: str | None, again: str | None = None) -> 
     ndl.manual_seed(cfg.seed)
     model = build_model(cfg, cfg.input_dim, dev)
     opt, sched = build_optimizer(cfg, model)
-    if again is None and out is not None and rundir.has_traces(path):
+    if again is None and out is not None and par.main and rundir.has_traces(path):
         again = f"{path}: the run there stopped before its first checkpoint; starting it again"
     # Only now: a failed start leaves no directory. The lock comes before any write, and
-    # a run that finished while we loaded the data is seen under it.
-    lock = rundir.claim(path)
+    # a run that finished while we loaded the data is seen under it. Rank 0 alone writes.
+    lock = rundir.claim(path) if par.main else None
     try:
-        _refuse_existing(path)
-        run = Run(cfg, path, model, opt, sched, task, data.note, lock=lock)
-        report.write_metrics(path / METRICS, [])
+        if par.main:
+            _refuse_existing(path)
+        run = Run(cfg, path, model, opt, sched, task, data.note, par, lock=lock)
+        par.setup(run, data)
+        if par.main:
+            report.write_metrics(path / METRICS, [])
         run.save()  # epoch 0: from its first moment the run can be resumed
     except BaseException:
-        lock.release()
+        if lock is not None:
+            lock.release()
         raise
     if again:
         report.say(again)
     return run
 
 
-def _resume(given: dict[str, Any], resume: str) -> Run:
+def _resume(given: dict[str, Any], resume: str, par: Parallel) -> Run:
     file = checkpoint_path(resume)
     out = file.parent
     if not os.path.lexists(file) and out.is_dir() and rundir.has_traces(out):
-        return _start(given, str(out), again=f"{resume} holds no {CHECKPOINT}: its run stopped "
-                                             f"before the first one; starting it from the "
-                                             f"beginning with the options given here")
-    lock = rundir.claim(out) if os.path.lexists(file) else None  # before reading: one run here
+        return _start(given, str(out), par,
+                      again=f"{resume} holds no {CHECKPOINT}: its run stopped before the first "
+                            f"one; starting it from the beginning with the options given here")
+    # before reading: one run here (rank 0 holds the lock for the job)
+    lock = rundir.claim(out) if os.path.lexists(file) and par.main else None
     try:
-        return _restore(given, resume, file, lock)
+        return _restore(given, resume, file, lock, par)
     except BaseException:
         if lock is not None:
             lock.release()
         raise
 
 
-def _restore(given: dict[str, Any], resume: str, file: Path, lock: rundir.RunLock | None) -> Run:
+def _restore(given: dict[str, Any], resume: str, file: Path, lock: rundir.RunLock | None,
+             par: Parallel) -> Run:
     out = file.parent
     saved, ckpt = read_run(resume, ndl.cpu())
     cfg = check_resume(saved, given)
+    par.check_resume(saved.processes, str(file))
     dev = resolve_device(cfg.device)
     data = sources.load(cfg)
     check_fits(saved, data, cfg.dataset, str(file))
@@ -221,9 +238,11 @@ def _restore(given: dict[str, Any], resume: str, file: Path, lock: rundir.RunLoc
     if epoch >= cfg.epochs and pos is None:
         raise CLIError(f"the run in {resume} already finished its {epoch} epochs: pass "
                        f"--epochs N (more than {epoch}) to train further")
-    report.write_metrics(out / METRICS, history)
-    run = Run(cfg, out, model, opt, sched, task, data.note, epoch, pos, history, lock=lock)
+    if par.main:
+        report.write_metrics(out / METRICS, history)
+    run = Run(cfg, out, model, opt, sched, task, data.note, par, epoch, pos, history, lock=lock)
     run.saved = "the one this session resumed from"
+    par.setup(run, data)
     return run
 
 
@@ -241,22 +260,24 @@ def _banner(run: Run, resumed: bool) -> str:
         else f"writing {run.out}"
     return (f"needle train: {c.model} ({count_parameters(run.model):,} parameters) on "
             f"{run.note}\n  {c.optimizer} lr {c.lr:g}{extra}, weight decay {c.weight_decay:g}, "
-            f"{c.schedule} schedule, batch {c.batch_size}, {c.epochs} epochs, seed {c.seed}, "
-            f"device {c.device}; {where}")
+            f"{c.schedule} schedule, {run.par.describe_batch(c.batch_size)}, {c.epochs} epochs, "
+            f"seed {c.seed}, device {c.device}; {where}")
 
 
 def _one_epoch(run: Run, stop: StopRequest, progress: bool) -> bool:
     """Train (the rest of) epoch ``run.epoch + 1``; False when stopped in the middle."""
-    task, cfg = run.task, run.cfg
+    task, cfg, par = run.task, run.cfg, run.par
+    par.before_epoch(run)
     if run.pos is None:
         run.pos, batches = task.start_epoch()
     else:
         batches = task.continue_epoch(run.pos)
     pos = run.pos
     bar = report.EpochBar(run.epoch + 1, cfg.epochs, task.batches_per_epoch, pos.batch,
-                          task.unit) if progress else None
+                          task.unit) if progress and par.main else None
 
     def on_batch(p: Position, n: int) -> None:
+        par.sync_step(p, stop)  # the job's totals, and a stop request on any rank stops all
         if bar is not None:
             bar.update(p.loss, p.accuracy, report.rate(p.seen, p.seconds))
 
@@ -269,8 +290,9 @@ def _one_epoch(run: Run, stop: StopRequest, progress: bool) -> bool:
     if not done:
         return False
     started = time.perf_counter()
-    test_acc, test_loss, _ = evaluate(task, run.model)
-    if not math.isfinite(test_loss):
+    # Rank 0 alone evaluates (the others would only repeat it) and writes.
+    test_acc, test_loss, _ = evaluate(task, run.model) if par.main else (np.nan, np.nan, 0)
+    if par.main and not math.isfinite(test_loss):
         raise Diverged(f"the test loss became {test_loss} after the epoch")
     metrics = {"epoch": run.epoch + 1, "lr": lr, "train_loss": pos.loss,
                "train_acc": pos.accuracy, "test_loss": test_loss, "test_acc": test_acc,
@@ -284,6 +306,8 @@ def _one_epoch(run: Run, stop: StopRequest, progress: bool) -> bool:
     run.epoch, run.pos = run.epoch + 1, None
     run.history.append(metrics)
     run.save()
+    if not par.main:
+        return True
     report.write_metrics(run.out / METRICS, run.history)
     report.say(report.epoch_line(metrics, cfg.epochs, task.unit))
     if time.perf_counter() - run.plotted >= PLOT_EVERY_S or run.epoch == cfg.epochs or stop():
@@ -307,6 +331,8 @@ def _summary(run: Run, wall: float) -> str:
     rows = [("model", f"{run.cfg.model}, {count_parameters(run.model):,} parameters"),
             ("data", run.note),
             ("epochs", f"{run.epoch}"),
+            *([("processes", f"{run.par.size} (MPI), global batch "
+                             f"{run.cfg.batch_size * run.par.size}")] if run.par.size > 1 else []),
             ("test accuracy", f"{last['test_acc']:.2%} (best {max(m['test_acc'] for m in h):.2%})"),
             ("test loss", f"{last['test_loss']:.4f}"
              + (f" (perplexity {last['test_perplexity']:.1f})" if "test_perplexity" in last else "")),
@@ -321,18 +347,25 @@ def _summary(run: Run, wall: float) -> str:
 
 
 def train(given: dict[str, Any], out: str | None = None, resume: str | None = None,
-          progress: bool = True, stop: StopRequest | None = None) -> int:
-    """Run ``needle train``; returns the exit status (0, or 130 when stopped and saved)."""
+          progress: bool = True, stop: StopRequest | None = None,
+          par: Parallel | None = None) -> int:
+    """Run ``needle train``; returns the exit status (0, or 130 when stopped and saved).
+
+    Under ``mpiexec`` (``par``: this rank's part) it trains data-parallel; see ``distributed``.
+    """
     if resume is not None and out is not None:
         raise CLIError("--out cannot be combined with --resume: a resumed run writes to its own "
                        "directory")
+    par = par or Parallel.join()
     try:
-        run = _resume(given, resume) if resume is not None else _start(given, out)
+        run = _resume(given, resume, par) if resume is not None else _start(given, out, par)
     except Diverged as exc:  # the weights as built or loaded; nothing was written
         raise CLIError(f"cannot start: {exc}") from None
-    report.say(_banner(run, resume is not None))
+    if par.main:
+        report.say(_banner(run, resume is not None))
     started = time.perf_counter()
     stop = stop or StopRequest()
+    stop.quiet = not par.main
     try:
         return _train(run, stop, progress, started)
     except Diverged as exc:
@@ -345,6 +378,8 @@ def train(given: dict[str, Any], out: str | None = None, resume: str | None = No
 
 
 def _train(run: Run, stop: StopRequest, progress: bool, started: float) -> int:
+    par = run.par
+    say = report.say if par.main else (lambda text: None)
     # Overflow and NaN warnings would only repeat, untidily, what Diverged then says in one line.
     with stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while run.epoch < run.cfg.epochs:
@@ -352,13 +387,14 @@ def _train(run: Run, stop: StopRequest, progress: bool, started: float) -> int:
             if not finished:
                 run.save()
                 p = run.pos
-                report.say(f"stopped in epoch {run.epoch + 1} after batch {p.batch} of "
-                           f"{run.task.batches_per_epoch}; saved {run.checkpoint}\n"
-                           f"continue with: needle train --resume {run.out}")
+                say(f"stopped in epoch {run.epoch + 1} after batch {p.batch} of "
+                    f"{run.task.batches_per_epoch}; saved {run.checkpoint}\n"
+                    f"continue with: needle train --resume {run.out}")
                 return EXIT_INTERRUPTED
-            if stop() and run.epoch < run.cfg.epochs:
-                report.say(f"stopped after epoch {run.epoch}; saved {run.checkpoint}\n"
-                           f"continue with: needle train --resume {run.out}")
+            if par.agree_stop(stop) and run.epoch < run.cfg.epochs:
+                say(f"stopped after epoch {run.epoch}; saved {run.checkpoint}\n"
+                    f"continue with: needle train --resume {run.out}")
                 return EXIT_INTERRUPTED
-    print(f"\nneedle train: done\n{_summary(run, time.perf_counter() - started)}", flush=True)
+    if par.main:
+        print(f"\nneedle train: done\n{_summary(run, time.perf_counter() - started)}", flush=True)
     return 0

@@ -56,23 +56,42 @@ class DataLoader:
     int64 Tensors, which keep their exact values and are what ``init.one_hot`` and
     indexing expect; ``dtype=None`` keeps every array's own dtype. The Tensors are
     constants (``requires_grad=False``).
+
+    ``sampler`` (an iterable of sample indices with a ``len``, such as
+    ``needle.distributed.DistributedSampler``) sets the order instead of
+    ``shuffle``; it is iterated afresh every epoch.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int = 1, shuffle: bool = False,
                  drop_last: bool = False, device: Device | str | None = None,
-                 dtype: Any = "float32") -> None:
+                 dtype: Any = "float32", sampler: Any = None) -> None:
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
             raise DataError(f"DataLoader needs a dataset with __getitem__ and __len__, "
                             f"got {type(dataset).__name__}")
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise DataError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
+        if sampler is not None and (shuffle or not hasattr(sampler, "__iter__")
+                                    or not hasattr(sampler, "__len__")):
+            raise DataError("DataLoader: sampler must be an iterable of indices with a len(), "
+                            "and sets the order itself (shuffle must be False)")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.device = as_device(device) if device is not None else default_device()
         self.dtype = np.dtype(dtype) if dtype is not None else None
-        self.ordering = self._split(np.arange(len(dataset)))
+        self.ordering = self._split(self._sampled() if sampler is not None
+                                    else np.arange(len(dataset)))
+
+    def _sampled(self) -> np.ndarray:
+        order = np.fromiter(iter(self.sampler), np.int64)
+        n = len(self.dataset)
+        bad = order[(order < 0) | (order >= n)]
+        if bad.size:
+            raise DataError(f"DataLoader: the sampler gave index {int(bad[0])}, outside the "
+                            f"dataset's {n} samples")
+        return order
 
     def _split(self, order: np.ndarray) -> list[np.ndarray]:
         n = len(order)
@@ -85,12 +104,14 @@ class DataLoader:
 
     def __len__(self) -> int:
         """Batches per epoch."""
-        n = len(self.dataset)
+        n = len(self.sampler) if self.sampler is not None else len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         # The permutation is drawn here, not at the first next(), as in the course.
-        if self.shuffle:
+        if self.sampler is not None:
+            self.ordering = self._split(self._sampled())
+        elif self.shuffle:
             self.ordering = self._split(np.random.permutation(len(self.dataset)))
         return self._batches(self.ordering)
 
