@@ -35,7 +35,7 @@ def arange(start: float, end: float | None = None, step: float = 1, *, dtype: An
     if dtype is None:
         whole = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
         dtype = np.dtype("int64") if whole else dtypes.DEFAULT_FLOAT
-    n = builtin_max(math.ceil((end - start) / step), 0)
+    n = max(math.ceil((end - start) / step), 0)
     dev = _device(device)
     bk = dev.backend
     values = bk.add(bk.multiply(bk.arange(n, np.dtype("float64")), step), start)
@@ -81,5 +81,3 @@ def randn_like(a: Tensor, *, dtype: Any = None, device: Device | str | None = No
     dtype = np.dtype(dtype) if dtype else dtypes.float_dtype(a.dtype)
     return _new(dev.backend.randn(a.shape, dtype), dev, requires_grad)
 
-
-builtin_max = max
