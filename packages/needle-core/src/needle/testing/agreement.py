@@ -113,7 +113,8 @@ def assert_backends_agree(fn: Callable[..., Any], *arrays: Any, dtype: Any = Non
         *arrays: its inputs (NumPy arrays, numbers or Tensors). Floating inputs get a
             gradient; integer ones (indices) are passed through as constants.
         dtype: cast the floating inputs to this dtype first (default: their own).
-        rtol, atol: tolerances (default by dtype: float64 1e-7/1e-9, float32 1e-4/1e-5).
+        rtol: relative tolerance (default by dtype: float64 1e-7, float32 1e-4).
+        atol: absolute tolerance (default by dtype: float64 1e-9, float32 1e-5).
         seed: seeds the random upstream gradient, the same on every backend.
         devices: the backends to compare with the CPU (default: every usable one).
 
