@@ -10,8 +10,21 @@ from .module import Module
 
 
 class Sequential(Module):
-    """Applies its modules in order. They are kept in ``.modules`` (a tuple), as in the
-    course, so their names in ``state_dict`` read ``modules.0.weight``."""
+    """Applies its modules in order: ``y = m_n(... m_2(m_1(x)))``.
+
+    The modules are kept in ``.modules`` (a tuple), as in the course, so their names in
+    ``state_dict`` read ``modules.0.weight``.
+
+    Args:
+        *modules (Module): the layers, applied first to last.
+
+    Examples:
+        >>> model = ndl.nn.Sequential(ndl.nn.Linear(4, 8), ndl.nn.ReLU(), ndl.nn.Linear(8, 2))
+        >>> model(ndl.Tensor(np.ones((3, 4)))).shape
+        (3, 2)
+        >>> sorted(model.state_dict())[:2]
+        ['modules.0.bias', 'modules.0.weight']
+    """
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
@@ -30,7 +43,18 @@ class Sequential(Module):
 
 
 class Residual(Module):
-    """fn(x) + x."""
+    """A skip connection: ``y = fn(x) + x``.
+
+    Shapes: ``fn`` must return its input's shape.
+
+    Args:
+        fn (Module): the branch added to its input.
+
+    Examples:
+        >>> block = ndl.nn.Residual(ndl.nn.Linear(4, 4))
+        >>> block(ndl.Tensor(np.ones((2, 4)))).shape
+        (2, 4)
+    """
 
     def __init__(self, fn: Module) -> None:
         super().__init__()

@@ -25,9 +25,27 @@ def _single(value: Any, name: str) -> int:
 class Conv(Module):
     """Multi-channel 2-D cross-correlation with 'same' padding ``kernel_size // 2``.
 
-    Input and output are NCHW; the kernel is stored as ``(k, k, in, out)``, drawn with
+    ``y[n, o] = b[o] + Σ_c Σ_(i,j) x[n, c, s·h + i - p, s·w + j - p] · W[i, j, c, o]``
+    with stride ``s`` and padding ``p = k // 2``.
+
+    Shapes: input ``(N, in_channels, H, W)``, output ``(N, out_channels, ⌈H/s⌉, ⌈W/s⌉)``
+    (NCHW, as in the course). The kernel is stored as ``(k, k, in, out)``, drawn with
     kaiming_uniform(fan_in=in·k·k, fan_out=out·k·k); the bias (if any) is
     uniform(±1/√(in·k·k)), drawn after the weight.
+
+    Args:
+        in_channels (int): channels of the input.
+        out_channels (int): channels of the output.
+        kernel_size (int | tuple[int, int]): the kernel side ``k`` (square kernels only).
+        stride (int | tuple[int, int]): the step between windows. Default: ``1``.
+        bias (bool): add a learned bias per output channel. Default: ``True``.
+        device (Device | None): where the parameters live. Default: the default device.
+        dtype (str): the parameters' dtype. Default: ``"float32"``.
+
+    Examples:
+        >>> conv = ndl.nn.Conv(3, 8, kernel_size=3, stride=2)
+        >>> conv(ndl.Tensor(np.ones((2, 3, 16, 16)))).shape
+        (2, 8, 8, 8)
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,

@@ -64,7 +64,26 @@ class _Cell(Module):
 
 
 class RNNCell(_Cell):
-    """h' = σ(x W_ih + b_ih + h W_hh + b_hh) with σ tanh or relu; h defaults to zeros."""
+    """One step of an Elman RNN: ``h' = σ(x W_ih + b_ih + h W_hh + b_hh)``, σ tanh or relu.
+
+    Every weight is uniform(-k, k) with k = √(1/hidden_size); a missing ``h`` is zeros.
+
+    Shapes: ``x`` ``(N, input_size)``, ``h`` and the output ``(N, hidden_size)``;
+    ``W_ih`` ``(input_size, hidden_size)``, ``W_hh`` ``(hidden_size, hidden_size)``.
+
+    Args:
+        input_size (int): the features of ``x``.
+        hidden_size (int): the features of ``h``.
+        bias (bool): use ``b_ih`` and ``b_hh``. Default: ``True``.
+        nonlinearity (str): ``"tanh"`` or ``"relu"``. Default: ``"tanh"``.
+        device (Device | None): where the parameters live. Default: the default device.
+        dtype (str): the parameters' dtype. Default: ``"float32"``.
+
+    Examples:
+        >>> cell = ndl.nn.RNNCell(3, 5)
+        >>> cell(ndl.Tensor(np.ones((2, 3)))).shape
+        (2, 5)
+    """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  nonlinearity: str = "tanh", device: Any = None, dtype: Any = "float32") -> None:
@@ -80,7 +99,27 @@ class RNNCell(_Cell):
 
 
 class LSTMCell(_Cell):
-    """The LSTM step with gates i, f, g, o (PyTorch's order); (h, c) default to zeros."""
+    """One LSTM step with gates i, f, g, o (PyTorch's order).
+
+    ``i, f, o = σ(·)``, ``g = tanh(·)`` of the four blocks of ``x W_ih + b_ih + h W_hh + b_hh``;
+    ``c' = f · c + i · g``; ``h' = o · tanh(c')``. A missing ``(h, c)`` is zeros.
+
+    Shapes: ``x`` ``(N, input_size)``; ``h``, ``c`` and both outputs ``(N, hidden_size)``;
+    ``W_ih`` ``(input_size, 4·hidden_size)``, ``W_hh`` ``(hidden_size, 4·hidden_size)``.
+
+    Args:
+        input_size (int): the features of ``x``.
+        hidden_size (int): the features of ``h`` and ``c``.
+        bias (bool): use ``b_ih`` and ``b_hh``. Default: ``True``.
+        device (Device | None): where the parameters live. Default: the default device.
+        dtype (str): the parameters' dtype. Default: ``"float32"``.
+
+    Examples:
+        >>> cell = ndl.nn.LSTMCell(3, 5)
+        >>> h, c = cell(ndl.Tensor(np.ones((2, 3))))
+        >>> h.shape, c.shape
+        ((2, 5), (2, 5))
+    """
 
     gates = 4
 
@@ -106,10 +145,29 @@ def _split_layers(name: str, h: Tensor, num_layers: int, batch: int, hidden: int
 
 
 class RNN(Module):
-    """A stack of ``num_layers`` RNN cells run over a (seq_len, batch, input_size) sequence.
+    """A stack of ``num_layers`` RNN cells run over a sequence (seq-first, as in the course).
 
-    ``forward(X, h0=None)`` returns (output (seq_len, batch, hidden) of the last layer,
-    h_n (num_layers, batch, hidden)).
+    Layer ``l`` at time ``t``: ``h_t^l = σ(h_t^(l-1) W_ih + b_ih + h_(t-1)^l W_hh + b_hh)``,
+    with ``h_t^0 = x_t``. The cells are kept in ``rnn_cells``.
+
+    Shapes: ``X`` ``(seq_len, batch, input_size)``, ``h0`` ``(num_layers, batch, hidden_size)``
+    (zeros if omitted); ``forward(X, h0=None)`` returns the last layer's outputs
+    ``(seq_len, batch, hidden_size)`` and ``h_n`` ``(num_layers, batch, hidden_size)``.
+
+    Args:
+        input_size (int): the features of each ``x_t``.
+        hidden_size (int): the features of each hidden state.
+        num_layers (int): cells stacked on each other. Default: ``1``.
+        bias (bool): use biases. Default: ``True``.
+        nonlinearity (str): ``"tanh"`` or ``"relu"``. Default: ``"tanh"``.
+        device (Device | None): where the parameters live. Default: the default device.
+        dtype (str): the parameters' dtype. Default: ``"float32"``.
+
+    Examples:
+        >>> rnn = ndl.nn.RNN(3, 5, num_layers=2)
+        >>> out, h_n = rnn(ndl.Tensor(np.ones((7, 2, 3))))
+        >>> out.shape, h_n.shape
+        ((7, 2, 5), (2, 2, 5))
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
@@ -145,10 +203,28 @@ class RNN(Module):
 
 
 class LSTM(Module):
-    """A stack of ``num_layers`` LSTM cells run over a (seq_len, batch, input_size) sequence.
+    """A stack of ``num_layers`` LSTM cells run over a sequence (seq-first, as in the course).
 
-    ``forward(X, h=None)`` with h = (h0, c0), each (num_layers, batch, hidden), returns
-    (output (seq_len, batch, hidden), (h_n, c_n)).
+    Each layer runs ``LSTMCell`` over time on the previous layer's outputs; the cells are
+    kept in ``lstm_cells``.
+
+    Shapes: ``X`` ``(seq_len, batch, input_size)``; the state ``(h0, c0)``, each
+    ``(num_layers, batch, hidden_size)`` (zeros if omitted); ``forward(X, h=None)`` returns
+    the last layer's outputs ``(seq_len, batch, hidden_size)`` and ``(h_n, c_n)``.
+
+    Args:
+        input_size (int): the features of each ``x_t``.
+        hidden_size (int): the features of each hidden and cell state.
+        num_layers (int): cells stacked on each other. Default: ``1``.
+        bias (bool): use biases. Default: ``True``.
+        device (Device | None): where the parameters live. Default: the default device.
+        dtype (str): the parameters' dtype. Default: ``"float32"``.
+
+    Examples:
+        >>> lstm = ndl.nn.LSTM(3, 5, num_layers=2)
+        >>> out, (h_n, c_n) = lstm(ndl.Tensor(np.ones((7, 2, 3))))
+        >>> out.shape, h_n.shape, c_n.shape
+        ((7, 2, 5), (2, 2, 5), (2, 2, 5))
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,

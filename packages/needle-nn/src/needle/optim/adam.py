@@ -10,13 +10,31 @@ from .optimizer import Optimizer, check_range
 
 
 class Adam(Optimizer):
-    """Adam: ``g = grad + weight_decay*θ`` (L2, not AdamW's decoupled decay), then
+    """Adam with bias correction, as in the course and Kingma & Ba (2015).
 
-    ``m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²;  θ -= lr·m̂ / (√v̂ + eps)`` with
-    ``m̂ = m/(1-β1^t)``, ``v̂ = v/(1-β2^t)``. The step count ``t`` starts at 1 and is
-    kept per parameter (PyTorch's rule), so a parameter whose ``grad`` is None on
-    some steps is skipped without skewing its correction; when every parameter
-    has a gradient each step this equals the course's single counter.
+    ``g = grad + weight_decay · θ`` (L2, not AdamW's decoupled decay), then
+    ``m = β1 · m + (1 - β1) · g``; ``v = β2 · v + (1 - β2) · g²``;
+    ``θ = θ - lr · m̂ / (√v̂ + eps)`` with ``m̂ = m / (1 - β1^t)``, ``v̂ = v / (1 - β2^t)``.
+    The step count ``t`` starts at 1 and is kept per parameter (PyTorch's rule), so a
+    parameter whose ``grad`` is None on some steps is skipped without skewing its
+    correction; when every parameter has a gradient each step this equals the course's
+    single counter.
+
+    Args:
+        params (Iterable[Tensor]): the tensors to update, usually ``model.parameters()``.
+        lr (float): the learning rate. Default: ``0.01``.
+        beta1 (float): the decay of the first-moment average, in [0, 1). Default: ``0.9``.
+        beta2 (float): the decay of the second-moment average, in [0, 1). Default: ``0.999``.
+        eps (float): added to the denominator for stability. Default: ``1e-8``.
+        weight_decay (float): the L2 penalty's factor. Default: ``0.0``.
+
+    Examples:
+        >>> w = ndl.nn.Parameter(ndl.Tensor([1.0, -2.0]))
+        >>> opt = ndl.optim.Adam([w], lr=0.1)
+        >>> (w * w).sum().backward()
+        >>> opt.step()                         # the first step moves each weight by lr
+        >>> w.numpy().round(4)
+        array([ 0.9, -1.9], dtype=float32)
     """
 
     hyper_names = ("lr", "beta1", "beta2", "eps", "weight_decay")

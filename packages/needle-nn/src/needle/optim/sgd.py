@@ -10,11 +10,26 @@ from .optimizer import Optimizer, check_range
 
 
 class SGD(Optimizer):
-    """``g = grad + weight_decay*θ;  u = momentum*u + (1-momentum)*g;  θ = θ - lr*u``.
+    """Stochastic gradient descent with the course's momentum (an exponential average).
 
-    This is the course's rule: the velocity ``u`` is an *average* of gradients
-    (PyTorch's SGD sums them instead, so the same ``lr`` moves (1-momentum)× as far
-    here). ``u`` starts at zero. Parameters whose ``grad`` is None are skipped.
+    ``g = grad + weight_decay · θ``; ``u = momentum · u + (1 - momentum) · g``;
+    ``θ = θ - lr · u``. This is the course's rule: the velocity ``u`` is an *average* of
+    gradients (PyTorch's SGD sums them instead, so the same ``lr`` moves (1 - momentum)×
+    as far here). ``u`` starts at zero. Parameters whose ``grad`` is None are skipped.
+
+    Args:
+        params (Iterable[Tensor]): the tensors to update, usually ``model.parameters()``.
+        lr (float): the learning rate. Default: ``0.01``.
+        momentum (float): the averaging factor of the velocity, in [0, 1). Default: ``0.0``.
+        weight_decay (float): the L2 penalty's factor. Default: ``0.0``.
+
+    Examples:
+        >>> w = ndl.nn.Parameter(ndl.Tensor([1.0, -2.0]))
+        >>> opt = ndl.optim.SGD([w], lr=0.1)
+        >>> (w * w).sum().backward()          # grad = 2w
+        >>> opt.step()
+        >>> w.numpy().round(4)
+        array([ 0.8, -1.6], dtype=float32)
     """
 
     hyper_names = ("lr", "momentum", "weight_decay")
