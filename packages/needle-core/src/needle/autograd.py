@@ -22,16 +22,18 @@ Rules worth knowing:
 
 from __future__ import annotations
 
+import builtins
 import functools
 import gc
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from heapq import heappop, heappush
 from typing import Any, TypeVar
 
 import numpy as np
 
+from .backend import Array
 from .device import Device, default_device
 from .device import device as _as_device
 
@@ -55,6 +57,7 @@ _creation = itertools.count()
 _grad_enabled = True
 
 F = TypeVar("F", bound=Callable[..., Any])
+V = TypeVar("V", bound="Value")
 
 
 class NeedleError(ValueError):
@@ -108,13 +111,15 @@ class Op:
     def __call__(self, *args: Any) -> Any:
         raise NotImplementedError
 
-    def compute(self, *args: Any) -> Any:
+    def compute(self, *arrays: Array) -> Array:
+        """The result on the backend's arrays (``self.backend``'s methods only)."""
         raise NotImplementedError
 
-    def gradient(self, out_grad: Value, node: Value) -> Value | tuple[Value, ...]:
+    def gradient(self, out_grad: Value, node: Value) -> Value | tuple[Tensor | None, ...]:
+        """The gradient of each input, in Tensor ops: one Tensor (or None) per input."""
         raise NotImplementedError(f"{type(self).__name__} has no gradient")
 
-    def gradient_as_tuple(self, out_grad: Value, node: Value) -> tuple[Value, ...]:
+    def gradient_as_tuple(self, out_grad: Value, node: Value) -> tuple[Value | None, ...]:
         out = self.gradient(out_grad, node)
         if isinstance(out, tuple):
             return out
@@ -122,7 +127,7 @@ class Op:
             return tuple(out)
         return (out,)
 
-    def vjp(self, out_grad: Any, node: Value) -> tuple[Any, ...]:
+    def vjp(self, out_grad: Array, node: Value) -> tuple[Array | None, ...]:
         """The inputs' gradients as backend arrays (``None`` where none is needed).
 
         ``backward()`` without ``create_graph`` calls this: nothing is recorded then, so
@@ -172,6 +177,8 @@ class Value:
     inputs: tuple[Value, ...]
     cached_data: Any
     requires_grad: bool
+    _device: Device
+    _seq: int  # creation number: inputs are numbered before the ops that use them
 
     def realize_cached_data(self) -> Any:
         return self.cached_data
@@ -184,9 +191,10 @@ class Value:
         return self._device
 
     @classmethod
-    def make_const(cls, data: Any, requires_grad: bool = False, device: Device | None = None):
+    def make_const(cls: type[V], data: Any, requires_grad: bool = False,
+                   device: Device | None = None) -> V:
         """Wrap a backend array (no copy) as a leaf."""
-        value = object.__new__(cls)
+        value: Any = object.__new__(cls)  # Any: ``grad`` exists on Tensors only
         value._seq = next(_creation)
         value.op = None
         value.inputs = ()
@@ -198,23 +206,24 @@ class Value:
         return value
 
     @classmethod
-    def make_from_op(cls, op: Op, inputs: tuple[Value, ...]):
+    def make_from_op(cls: type[V], op: Op, inputs: tuple[Value, ...]) -> V:
         """Run ``op`` on the inputs' arrays; record the graph only when needed.
 
         This is the hot path of every op: keep it short.
         """
         first = inputs[0]
         dev = first._device
+        arrays: Sequence[Any]
         if len(inputs) == 1:
             arrays = (first.cached_data,)
         else:
             dtype = first.cached_data.dtype
-            arrays = []  # one pass, no comprehension: this runs for every op
+            arrays = collected = []  # one pass, no comprehension: this runs for every op
             for x in inputs:
                 a = x.cached_data
                 if x._device is not dev or a.dtype is not dtype:  # then look closer
                     _check_inputs(op, inputs, dev)
-                arrays.append(a)
+                collected.append(a)
         op.backend = dev._backend or dev.backend
         try:
             data = op.compute(*arrays)
@@ -223,7 +232,7 @@ class Value:
         except Exception as exc:
             op.check(*inputs)
             raise NeedleError(_describe_failure(op, inputs, exc)) from None
-        value = object.__new__(cls)
+        value: Any = object.__new__(cls)  # Any: ``grad`` exists on Tensors only
         value._seq = next(_creation)
         value.cached_data = data
         value._device = dev
@@ -277,7 +286,7 @@ class TensorTuple(Value):
     def __getitem__(self, index: int) -> Tensor:
         return ops.tuple_get_item(self, index)
 
-    def tuple(self) -> tuple[Tensor, ...]:
+    def tuple(self) -> builtins.tuple[Tensor, ...]:
         return tuple(self[i] for i in range(len(self)))
 
     def __iter__(self):
@@ -290,7 +299,7 @@ class TensorTuple(Value):
         return TensorTuple.make_const(self.cached_data, device=self._device)
 
     @property
-    def shape(self) -> tuple[tuple[int, ...], ...]:
+    def shape(self) -> builtins.tuple[builtins.tuple[int, ...], ...]:
         return tuple(a.shape for a in self.cached_data)
 
     def __repr__(self) -> str:
@@ -575,6 +584,7 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
         node = heappop(heap)[1]
         grad = grads.pop(node)
         op = node.op
+        assert op is not None  # only nodes made by an op enter the heap
         pulled = op.gradient_as_tuple(grad, node) if create_graph else op.vjp(grad, node)
         for inp, g in zip(node.inputs, pulled):
             if g is not None and inp.requires_grad:

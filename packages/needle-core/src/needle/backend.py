@@ -263,7 +263,7 @@ class Backend:
         """
         n = logits.shape[0]
         lse = self.logsumexp(logits, (1,), keepdims=True)
-        index = (self.arange(n, "int64"), labels)
+        index = (self.arange(n, np.dtype("int64")), labels)
         losses = self.subtract(self.reshape(lse, (n,)), self.getitem(logits, index))
         dlogits = self.exp(self.subtract(logits, lse))
         self.setitem(dlogits, index, self.subtract(self.getitem(dlogits, index), 1.0))

@@ -44,5 +44,5 @@ class _NDArrayMeta(type):
 class NDArray(metaclass=_NDArrayMeta):
     """``NDArray(data, device=None)`` returns ``data`` as a native array of ``device``."""
 
-    def __new__(cls, other: Any, device: Device | None = None) -> Any:  # type: ignore[misc]
+    def __new__(cls, other: Any, device: Device | None = None) -> Any:
         return array(other, dtype=getattr(other, "dtype", "float32"), device=device)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ..autograd import NeedleError, Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
-from ._axes import normalize_axes
+from ._axes import normalize_axes, normalize_axis
 
 
 class Reshape(TensorOp):
@@ -65,15 +68,17 @@ class Transpose(TensorOp):
         return transpose(out_grad, self.axes)
 
 
-def transpose(a: Tensor, axes: tuple[int, int] | None = None) -> Tensor:
+def transpose(a: Tensor, axes: Sequence[int] | None = None) -> Tensor:
+    pair: tuple[int, int] | None = None
     if axes is not None:
-        axes = tuple(axes)
-        if len(axes) != 2:
-            raise NeedleError(f"transpose swaps two axes; got {axes} (use permute for more)")
-        normalize_axes(axes, a.ndim, "transpose")
+        given = tuple(axes)
+        if len(given) != 2:
+            raise NeedleError(f"transpose swaps two axes; got {given} (use permute for more)")
+        pair = (given[0], given[1])
+        normalize_axes(pair, a.ndim, "transpose")
     elif a.ndim < 2:
         raise NeedleError(f"transpose needs at least 2 dimensions, got shape {a.shape}")
-    return Transpose(axes)(a)
+    return Transpose(pair)(a)
 
 
 class BroadcastTo(TensorOp):
@@ -177,7 +182,7 @@ class Split(TensorTupleOp):
 
 
 def split(a: Tensor, axis: int) -> TensorTuple:
-    (axis,) = normalize_axes(axis, a.ndim, "split")
+    axis = normalize_axis(axis, a.ndim, "split")
     return Split(axis)(a)
 
 
@@ -315,7 +320,8 @@ def get_item(a: Tensor, index: Any) -> Tensor:
     if not _is_basic(index):
         b = a.device.backend
         items = index if isinstance(index, tuple) else (index,)
-        index = tuple(b.astype(b.array(i, None) if isinstance(i, list) else i, "int64")
+        int64 = np.dtype("int64")
+        index = tuple(b.astype(b.array(i, int64) if isinstance(i, list) else i, int64)
                       if not (isinstance(i, (int, slice)) or i is None or i is Ellipsis) else i
                       for i in items)
         if len(index) == 1:
