@@ -154,3 +154,10 @@ def test_plugin_parametrises_user_tests_and_summarises_skips(pytester):
     only_cpu = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--needle-devices=cpu",
                                              "-k", "double")
     only_cpu.assert_outcomes(passed=1)
+
+
+def test_the_plugin_is_registered_as_an_entry_point():
+    from importlib.metadata import entry_points
+
+    (ep,) = [ep for ep in entry_points(group="pytest11") if ep.name == "needle"]
+    assert ep.value == "needle.testing.pytest_plugin" and ep.dist.name == "needle-core"
