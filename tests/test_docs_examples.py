@@ -99,9 +99,10 @@ def test_docstring_examples(module):
 
 
 def _documented() -> list[type]:
-    """Every public layer of needle.nn and optimizer of needle.optim."""
+    """Every public layer of needle.nn, optimizer and schedule of needle.optim."""
     found = []
-    for package, base in ((ndl.nn, ndl.nn.Module), (ndl.optim, ndl.optim.Optimizer)):
+    for package, base in ((ndl.nn, ndl.nn.Module), (ndl.optim, ndl.optim.Optimizer),
+                          (ndl.optim, ndl.optim.LRScheduler)):
         for name in package.__all__:
             obj = getattr(package, name)
             if inspect.isclass(obj) and issubclass(obj, base) and obj is not base:
