@@ -113,11 +113,13 @@ def _documented() -> list[type]:
 @pytest.mark.parametrize("cls", _documented(), ids=lambda c: c.__name__)
 def test_layers_and_optimizers_follow_one_docstring_pattern(cls):
     """MLX's pattern: a summary, the math or shapes, ``Args:`` for a constructor that takes
-    any, and a runnable ``>>>`` example (run by test_docstring_examples)."""
+    any, and a runnable ``>>>`` example (run by test_docstring_examples) in an ``Examples:``
+    section, which the API reference renders as code (an ``Example:`` one is prose)."""
     doc = inspect.getdoc(cls) or ""
     takes_args = len(inspect.signature(cls.__init__).parameters) > 1
     missing = [what for what, ok in (
         ("a one-line summary", bool(doc.strip())),
         ("an 'Args:' section", not takes_args or "\nArgs:\n" in doc),
-        ("a '>>>' example", ">>> " in doc)) if not ok]
+        ("an 'Examples:' section with a '>>>' example",
+         "\nExamples:\n" in doc and ">>> " in doc.split("\nExamples:\n", 1)[1])) if not ok]
     assert not missing, f"{cls.__module__}.{cls.__name__}'s docstring lacks {', '.join(missing)}"
