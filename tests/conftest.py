@@ -25,24 +25,11 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-def _device_params() -> list:
-    """cpu always; cuda (and any plug-in) joins when usable, else skips with the reason."""
-    params = []
-    for info in ndl.backends():
-        marks = [] if info.usable else [pytest.mark.skip(reason=f"{info.name}: {info.reason}")]
-        params.append(pytest.param(info.name, marks=marks, id=info.name))
-    if not any(info.name == "cuda" for info in ndl.backends()):
-        params.append(pytest.param("cuda", id="cuda", marks=[pytest.mark.skip(
-            reason="cuda: needle-backend-cuda is not installed")]))
-    return params
-
-
-DEVICE_PARAMS = _device_params()
-
-
-@pytest.fixture(params=DEVICE_PARAMS)
-def device(request) -> ndl.Device:
-    return ndl.device(request.param)
+@pytest.fixture
+def device(needle_device) -> ndl.Device:
+    """Every backend in turn: needle.testing's pytest plugin parametrises ``needle_device``
+    over the installed backends (an unusable one, or cuda when absent, skips with why)."""
+    return needle_device
 
 
 def data_dir() -> Path:

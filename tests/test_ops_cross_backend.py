@@ -6,6 +6,10 @@ from __future__ import annotations
 import needle as ndl
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from needle.testing import assert_backends_agree
+from needle.testing import strategies as nst
 
 OTHERS = [info.name for info in ndl.backends() if info.usable and info.name != "cpu"]
 BACKENDS = OTHERS or [pytest.param("none", marks=pytest.mark.skip(
@@ -91,3 +95,11 @@ def test_every_case_runs_on_cpu_deterministically(dtype):
     """Keeps the table valid while cpu is alone: each case runs, is finite, and repeats exactly."""
     for case in CASES:
         _agree("cpu", case, dtype, 0.0)
+
+
+@given(nst.broadcastable_shapes(max_dims=3), st.data())
+def test_broadcasting_ops_agree_on_every_backend(shapes, data):
+    """needle.testing.assert_backends_agree: the same check users run on their own ops."""
+    a, b = (data.draw(nst.arrays(s, min_value=0.5, max_value=2.0)) for s in shapes)
+    ran = assert_backends_agree(lambda x, y: (x * y + x / y).exp().log() ** 2, a, b)
+    assert ran[0] == "cpu" and len(ran) == 1 + len(OTHERS)

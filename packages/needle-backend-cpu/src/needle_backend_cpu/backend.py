@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,8 +18,11 @@ from needle.backend import (
 )
 from numpy.lib.stride_tricks import as_strided
 
-_add_reduce = np.add.reduce
-_max_reduce = np.maximum.reduce
+# Typed loosely: NumPy's overloads do not cover positional (axis, dtype, out, keepdims).
+_add_reduce: Callable[..., np.ndarray] = np.add.reduce
+_max_reduce: Callable[..., np.ndarray] = np.maximum.reduce
+# A NumPy function bound as a contract method (any NumPy-compatible signature).
+Kernel = Callable[..., Any]
 _BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # The widest last axis whose row maxima are faster from a transposed copy (see _row_max).
 _NARROW_ROWS = 32
@@ -42,29 +45,30 @@ class CPUBackend(Backend):
         self._ones_cache: dict[tuple[int, np.dtype, float], np.ndarray] = {}
 
     # NumPy's functions already have the contract's names and semantics; binding
-    # them as static methods keeps the op path one call deep.
-    add = staticmethod(np.add)
-    subtract = staticmethod(np.subtract)
-    multiply = staticmethod(np.multiply)
-    divide = staticmethod(np.divide)
-    power = staticmethod(np.power)
-    negative = staticmethod(np.negative)
-    exp = staticmethod(np.exp)
-    log = staticmethod(np.log)
-    tanh = staticmethod(np.tanh)
-    sqrt = staticmethod(np.sqrt)
-    maximum = staticmethod(np.maximum)
-    where = staticmethod(np.where)
-    equal = staticmethod(np.equal)
-    greater = staticmethod(np.greater)
-    greater_equal = staticmethod(np.greater_equal)
-    less = staticmethod(np.less)
-    less_equal = staticmethod(np.less_equal)
-    broadcast_to = staticmethod(np.broadcast_to)
-    concatenate = staticmethod(np.concatenate)
-    stack = staticmethod(np.stack)
-    flip = staticmethod(np.flip)
-    copy = staticmethod(np.copy)
+    # them as static methods keeps the op path one call deep. (Annotated as Kernel:
+    # NumPy's own signatures are wider than the contract's, which mypy cannot see.)
+    add: Kernel = staticmethod(np.add)
+    subtract: Kernel = staticmethod(np.subtract)
+    multiply: Kernel = staticmethod(np.multiply)
+    divide: Kernel = staticmethod(np.divide)
+    power: Kernel = staticmethod(np.power)
+    negative: Kernel = staticmethod(np.negative)
+    exp: Kernel = staticmethod(np.exp)
+    log: Kernel = staticmethod(np.log)
+    tanh: Kernel = staticmethod(np.tanh)
+    sqrt: Kernel = staticmethod(np.sqrt)
+    maximum: Kernel = staticmethod(np.maximum)
+    where: Kernel = staticmethod(np.where)
+    equal: Kernel = staticmethod(np.equal)
+    greater: Kernel = staticmethod(np.greater)
+    greater_equal: Kernel = staticmethod(np.greater_equal)
+    less: Kernel = staticmethod(np.less)
+    less_equal: Kernel = staticmethod(np.less_equal)
+    broadcast_to: Kernel = staticmethod(np.broadcast_to)
+    concatenate: Kernel = staticmethod(np.concatenate)
+    stack: Kernel = staticmethod(np.stack)
+    flip: Kernel = staticmethod(np.flip)
+    copy: Kernel = staticmethod(np.copy)
 
     # -- creation and conversion -------------------------------------------
     def array(self, data: Any, dtype: DType) -> np.ndarray:
@@ -130,9 +134,10 @@ class CPUBackend(Backend):
     # partial sums, so BLAS is the more accurate (2**25 float32 ones: 2**25, not 2**24).
     # Along a row NumPy sums pairwise, more accurately than BLAS for long rows, so
     # trailing sums take BLAS only for rows of at most _BLAS_ROW elements.
-    def _blas_sum(self, a: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray | None:
+    def _blas_sum(self, a: np.ndarray, axis: int | tuple[int, ...], keepdims: bool
+                  ) -> np.ndarray | None:
         nd = a.ndim
-        axes = (axis % nd,) if type(axis) is int else tuple(sorted({ax % nd for ax in axis}))
+        axes = (axis % nd,) if isinstance(axis, int) else tuple(sorted({ax % nd for ax in axis}))
         k = len(axes)
         if k == 0 or k == nd or not a.flags.c_contiguous:
             return None

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from pkgutil import extend_path
 from typing import Any
 
 # Let other distributions (wheels or editable installs) contribute ``needle.*`` modules.
-__path__ = extend_path(__path__, __name__)
+# Spelled as pkgutil's documentation does, so tools that read the source (griffe, which
+# builds the API reference) recognise the namespace too.
+__path__ = __import__("pkgutil").extend_path(__path__, __name__)
 
 from . import (
     dtypes,  # noqa: E402

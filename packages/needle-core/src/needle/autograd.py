@@ -24,17 +24,19 @@ Rules worth knowing:
 
 from __future__ import annotations
 
+import builtins
 import functools
 import gc
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from heapq import heappop, heappush
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from .backend_ndarray import NDArray
+from .backend import Array
 from .device import Device, default_device
 from .device import device as _as_device
 
@@ -58,6 +60,7 @@ _creation = itertools.count()
 _grad_enabled = True
 
 F = TypeVar("F", bound=Callable[..., Any])
+V = TypeVar("V", bound="Value")
 
 
 class NeedleError(ValueError):
@@ -116,13 +119,15 @@ class Op:
     def __call__(self, *args: Any) -> Any:
         raise NotImplementedError
 
-    def compute(self, *args: Any) -> Any:
+    def compute(self, *arrays: Array) -> Array:
+        """The result on the backend's arrays (``self.backend``'s methods only)."""
         raise NotImplementedError
 
-    def gradient(self, out_grad: Value, node: Value) -> Value | tuple[Value, ...]:
+    def gradient(self, out_grad: Value, node: Value) -> Value | tuple[Tensor | None, ...]:
+        """The gradient of each input, in Tensor ops: one Tensor (or None) per input."""
         raise NotImplementedError(f"{type(self).__name__} has no gradient")
 
-    def gradient_as_tuple(self, out_grad: Value, node: Value) -> tuple[Value, ...]:
+    def gradient_as_tuple(self, out_grad: Value, node: Value) -> tuple[Value | None, ...]:
         out = self.gradient(out_grad, node)
         if isinstance(out, tuple):
             return out
@@ -130,7 +135,7 @@ class Op:
             return tuple(out)
         return (out,)
 
-    def vjp(self, out_grad: Any, node: Value) -> tuple[Any, ...]:
+    def vjp(self, out_grad: Array, node: Value) -> tuple[Array | None, ...]:
         """The inputs' gradients as backend arrays (``None`` where none is needed).
 
         ``backward()`` without ``create_graph`` calls this: nothing is recorded then, so
@@ -185,6 +190,8 @@ class Value:
     inputs: tuple[Value, ...]
     _array: Any
     requires_grad: bool
+    _device: Device
+    _seq: int  # creation number: inputs are numbered before the ops that use them
 
     @property
     def cached_data(self) -> Any:
@@ -212,9 +219,10 @@ class Value:
         return self._device
 
     @classmethod
-    def make_const(cls, data: Any, requires_grad: bool = False, device: Device | None = None):
+    def make_const(cls: type[V], data: Any, requires_grad: bool = False,
+                   device: Device | None = None) -> V:
         """Wrap a backend array (no copy) as a leaf."""
-        value = object.__new__(cls)
+        value: Any = object.__new__(cls)  # Any: ``grad`` exists on Tensors only
         value._seq = next(_creation)
         value.op = None
         value.inputs = ()
@@ -226,25 +234,26 @@ class Value:
         return value
 
     @classmethod
-    def make_from_op(cls, op: Op, inputs: tuple[Value, ...]):
+    def make_from_op(cls: type[V], op: Op, inputs: tuple[Value, ...]) -> V:
         """Run ``op`` on the inputs' arrays; record the graph only when needed.
 
         This is the hot path of every op: keep it short.
         """
         first = inputs[0]
         dev = first._device
+        arrays: Sequence[Any]
         if len(inputs) == 1:
             arrays = (first._array,)
         else:
             dtype = first._array.dtype
-            arrays = []  # one pass, no comprehension: this runs for every op
+            arrays = collected = []  # one pass, no comprehension: this runs for every op
             for x in inputs:
                 a = x._array
                 if x._device is not dev or a.dtype is not dtype:  # then look closer
                     promoted = _check_inputs(op, inputs, dev)
                     if promoted is not None:
                         return cls.make_from_op(op, promoted)
-                arrays.append(a)
+                collected.append(a)
         op.backend = dev._backend or dev.backend
         try:
             data = op.compute(*arrays)
@@ -253,7 +262,7 @@ class Value:
         except Exception as exc:
             op.check(*inputs)
             raise NeedleError(_describe_failure(op, inputs, exc)) from None
-        value = object.__new__(cls)
+        value: Any = object.__new__(cls)  # Any: ``grad`` exists on Tensors only
         value._seq = next(_creation)
         value._array = data
         value._device = dev
@@ -293,7 +302,8 @@ def _check_inputs(op: Op, inputs: tuple[Value, ...], dev: Device) -> tuple[Value
     target = dtypes.result_type(*found)
     if all(d == target for d in found):
         return None
-    return tuple(x if d == target else ops.astype(x, target) for x, d in zip(inputs, found))
+    return tuple(x if d == target else ops.astype(cast(Tensor, x), target)
+                 for x, d in zip(inputs, found))
 
 
 def _describe_failure(op: Op, inputs: tuple[Value, ...], exc: Exception) -> str:
@@ -312,7 +322,7 @@ class TensorTuple(Value):
     def __getitem__(self, index: int) -> Tensor:
         return ops.tuple_get_item(self, index)
 
-    def tuple(self) -> tuple[Tensor, ...]:
+    def tuple(self) -> builtins.tuple[Tensor, ...]:
         return tuple(self[i] for i in range(len(self)))
 
     def __iter__(self):
@@ -325,7 +335,7 @@ class TensorTuple(Value):
         return TensorTuple.make_const(self._array, device=self._device)
 
     @property
-    def shape(self) -> tuple[tuple[int, ...], ...]:
+    def shape(self) -> builtins.tuple[builtins.tuple[int, ...], ...]:
         return tuple(a.shape for a in self._array)
 
     def __repr__(self) -> str:
@@ -572,13 +582,13 @@ class Tensor(Value):
     def __ge__(self, other: Any) -> Tensor:
         return ops.compare("greater_equal", self, _operand(self, other))
 
-    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+    def __eq__(self, other: Any) -> Any:
         # ``t == None`` stays a Python bool: course code writes ``if self.bias != None``
         if other is None or not _comparable(other):
             return NotImplemented
         return ops.compare("equal", self, _operand(self, other))
 
-    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+    def __ne__(self, other: Any) -> Any:
         if other is None or not _comparable(other):
             return NotImplemented
         return ops.compare("not_equal", self, _operand(self, other))
@@ -686,7 +696,7 @@ class Tensor(Value):
         course) or ``transpose(i, j)`` (PyTorch): swap two axes."""
         if not axes or (len(axes) == 1 and axes[0] is None):
             return ops.transpose(self, None)
-        return ops.transpose(self, ops.views._dims(axes))
+        return ops.transpose(self, ops.views._dims(axes))  # type: ignore[arg-type]
 
     def permute(self, *axes: Any) -> Tensor:
         return ops.permute(self, ops.views._dims(axes))
@@ -838,6 +848,8 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
         node = heappop(heap)[1]
         grad = grads.pop(node)
         op = node.op
+        assert op is not None  # only nodes made by an op enter the heap
+        pulled: tuple[Any, ...]
         if create_graph:
             pulled = op.gradient_as_tuple(grad, node)
             _check_gradient_types(op, node, pulled)

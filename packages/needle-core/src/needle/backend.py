@@ -278,7 +278,7 @@ class Backend:
         m = self.where(self.equal(self.subtract(m, m), 0.0), m, 0.0)  # ±inf max: shift by 0
         shifted = self.subtract(logits, m)  # max-shifted: large logits keep their digits
         lse = self.logsumexp(shifted, (1,), keepdims=True)
-        index = (self.arange(n, "int64"), labels)
+        index = (self.arange(n, np.dtype("int64")), labels)
         losses = self.subtract(self.reshape(lse, (n,)), self.getitem(shifted, index))
         dlogits = self.exp(self.subtract(shifted, lse))
         self.setitem(dlogits, index, self.subtract(self.getitem(dlogits, index), 1.0))

@@ -98,8 +98,8 @@ class NDArray(np.ndarray, metaclass=_NDArrayMeta):
         return view.view(NDArray)
 
     # -- the course's attributes ---------------------------------------------
-    @property
-    def strides(self) -> tuple[int, ...]:  # type: ignore[override]
+    @property  # type: ignore[misc]
+    def strides(self) -> tuple[int, ...]:
         """Strides in elements, as the course counts them (NumPy's are in bytes)."""
         return tuple(s // self.itemsize for s in np.ndarray.strides.__get__(self))
 
@@ -126,13 +126,13 @@ class NDArray(np.ndarray, metaclass=_NDArrayMeta):
         return self if _holds_numpy(device) else device.backend.array(self.numpy(), self.dtype)
 
     # -- views -----------------------------------------------------------------
-    def permute(self, new_axes: Sequence[int]) -> NDArray:
+    def permute(self, new_axes: Sequence[int]) -> np.ndarray:
         return self.transpose(tuple(new_axes))
 
-    def broadcast_to(self, new_shape: Sequence[int]) -> NDArray:
+    def broadcast_to(self, new_shape: Sequence[int]) -> np.ndarray:
         return np.broadcast_to(self, tuple(new_shape), subok=True)
 
-    def as_strided(self, shape: Sequence[int], strides: Sequence[int]) -> NDArray:
+    def as_strided(self, shape: Sequence[int], strides: Sequence[int]) -> np.ndarray:
         """A view with element ``strides`` over the same memory (the course's primitive)."""
         byte_strides = tuple(int(s) * self.itemsize for s in strides)
         return np.lib.stride_tricks.as_strided(self, tuple(shape), byte_strides, subok=True)
@@ -145,23 +145,23 @@ class NDArray(np.ndarray, metaclass=_NDArrayMeta):
         return slice(start, stop, 1 if sl.step is None else sl.step)
 
     # -- element-wise and friends (arithmetic, comparisons, @, sum, max: NumPy's) --
-    def maximum(self, other: Any) -> NDArray:
+    def maximum(self, other: Any) -> np.ndarray:
         return np.maximum(self, other)
 
-    def log(self) -> NDArray:
+    def log(self) -> np.ndarray:
         return np.log(self)
 
-    def exp(self) -> NDArray:
+    def exp(self) -> np.ndarray:
         return np.exp(self)
 
-    def tanh(self) -> NDArray:
+    def tanh(self) -> np.ndarray:
         return np.tanh(self)
 
     def pad(self, axes: Sequence[tuple[int, int]]) -> NDArray:
         """Zero padding, one ``(before, after)`` pair per axis."""
         return np.pad(self.numpy(), tuple(tuple(p) for p in axes)).view(NDArray)
 
-    def flip(self, axes: int | Sequence[int] | None = None) -> NDArray:
+    def flip(self, axes: int | Sequence[int] | None = None) -> np.ndarray:
         return np.flip(self, axes if axes is None or isinstance(axes, int) else tuple(axes))
 
     def __repr__(self) -> str:

@@ -56,7 +56,7 @@ class _Registry:
     def entry_points(self) -> dict[str, Any]:
         with self._lock:
             if self._entry_points is None:
-                found = {}
+                found: dict[str, Any] = {}
                 for ep in entry_points(group=ENTRY_POINT_GROUP):
                     found.setdefault(ep.name, ep)  # first installed wins
                 self._entry_points = found

@@ -274,7 +274,7 @@ def _read_member(path: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str
         buf = bytearray(nbytes)
         view, got = memoryview(buf), 0
         while got < nbytes:
-            n = fp.readinto(view[got:])
+            n = fp.readinto(view[got:])  # type: ignore[attr-defined]
             if not n:
                 raise CheckpointError(f"{path}: truncated checkpoint (array {key!r} ends after "
                                       f"{got:,} of {nbytes:,} bytes)")

@@ -24,6 +24,15 @@ def normalize_axes(axes: Any, ndim: int, op: str) -> tuple[int, ...] | None:
     return tuple(sorted(set(out)))
 
 
+def normalize_axis(axis: Any, ndim: int, op: str) -> int:
+    """One axis (an int, negative counts from the end) -> non-negative, or a clear error."""
+    if not isinstance(axis, int):
+        raise NeedleError(f"{op}: axis must be an int, got {axis!r}")
+    axes = normalize_axes(axis, ndim, op)
+    assert axes is not None
+    return axes[0]
+
+
 def keepdims_shape(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> tuple[int, ...]:
     """``shape`` with the reduced axes kept as 1."""
     if axes is None:

@@ -88,7 +88,8 @@ class Conv(TensorOp):
         self.cols = None
         self.trim = None
 
-    def __call__(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
+    def __call__(self, x: Tensor, w: Tensor,  # type: ignore[override]
+                 bias: Tensor | None = None) -> Tensor:
         self.keep_columns = is_grad_enabled() and (x.requires_grad or w.requires_grad)
         return Tensor.make_from_op(self, (x, w) if bias is None else (x, w, bias))
 

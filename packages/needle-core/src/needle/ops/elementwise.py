@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .. import dtypes
 from ..autograd import NeedleError, Tensor, TensorOp
 
@@ -185,9 +187,9 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     if isinstance(cond, Tensor):
         c = cond._array
     else:
-        c = like.device.backend.array(cond, bool)
+        c = like.device.backend.array(cond, np.dtype(bool))
     if c.dtype != bool:
-        c = like.device.backend.astype(c, bool)
+        c = like.device.backend.astype(c, np.dtype(bool))
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         dtype = dtypes.DEFAULT_FLOAT
         a = Tensor.make_const(like.device.backend.full((), a, dtype), device=like.device)

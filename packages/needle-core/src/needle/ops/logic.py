@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import Tensor, TensorOp, Value
-from ._axes import keepdims_shape, normalize_axes, reduction_args
+from ._axes import keepdims_shape, normalize_axes, normalize_axis, reduction_args
 
 
 class NonDifferentiableOp(TensorOp):
@@ -141,7 +141,7 @@ def _argmax(name: str, a: Tensor, axes: Any, keepdims: bool, kw: dict, smallest:
         if len(axes) != 1:
             raise TypeError(f"{name} takes one axis (or None), got {axes}")
         axes = axes[0]
-    axis = None if axes is None else normalize_axes(axes, a.ndim, name)[0]
+    axis = None if axes is None else normalize_axis(axes, a.ndim, name)
     return ArgMax(axis, keepdims, smallest)(a)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import Tensor, TensorOp
-from ._axes import keepdims_shape, normalize_axes
+from ._axes import keepdims_shape, normalize_axes, normalize_axis
 
 
 def _expand(grad: Tensor, in_shape: tuple[int, ...], axes: tuple[int, ...] | None) -> Tensor:
@@ -112,7 +112,7 @@ class LogSoftmax(TensorOp):
 
 
 def logsoftmax(a: Tensor, axis: int = -1) -> Tensor:
-    (axis,) = normalize_axes(axis, a.ndim, "logsoftmax")
+    axis = normalize_axis(axis, a.ndim, "logsoftmax")
     return LogSoftmax(axis)(a)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from ..autograd import (
     TensorTupleOp,
     Value,
 )
-from ._axes import normalize_axes
+from ._axes import normalize_axes, normalize_axis
 
 
 class Reshape(TensorOp):
@@ -79,16 +80,17 @@ def transpose(a: Tensor, axes: tuple[int, int] | int | None = None, dim1: int | 
               ) -> Tensor:
     """Swap two axes: ``transpose(a, (i, j))`` (the course), ``transpose(a, i, j)`` (PyTorch),
     or the last two by default."""
-    if dim1 is not None:
-        axes = (axes, dim1)
-    if axes is not None:
-        axes = tuple(axes)
-        if len(axes) != 2:
-            raise NeedleError(f"transpose swaps two axes; got {axes} (use permute for more)")
-        normalize_axes(axes, a.ndim, "transpose")
+    pair: tuple[int, int] | None = None
+    spec: Any = (axes, dim1) if dim1 is not None else axes
+    if spec is not None:
+        given = tuple(spec)
+        if len(given) != 2:
+            raise NeedleError(f"transpose swaps two axes; got {given} (use permute for more)")
+        pair = (given[0], given[1])
+        normalize_axes(pair, a.ndim, "transpose")
     elif a.ndim < 2:
         raise NeedleError(f"transpose needs at least 2 dimensions, got shape {a.shape}")
-    return Transpose(axes)(a)
+    return Transpose(pair)(a)
 
 
 class BroadcastTo(TensorOp):
@@ -192,7 +194,7 @@ class Split(TensorTupleOp):
 
 
 def split(a: Tensor, axis: int) -> TensorTuple:
-    (axis,) = normalize_axes(axis, a.ndim, "split")
+    axis = normalize_axis(axis, a.ndim, "split")
     return Split(axis)(a)
 
 
@@ -388,7 +390,7 @@ def _index_array(item: Any) -> Any:
     if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
         return int(item)
     if isinstance(item, Value):
-        item = item.numpy()
+        item = item._device.backend.to_numpy(item._array)
     elif not isinstance(item, np.ndarray):
         if hasattr(item, "__cuda_array_interface__") or hasattr(item, "get"):
             item = item.get()  # a CuPy array

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import dtypes
 from ..autograd import NeedleError, Tensor, TensorOp
-from ._axes import keepdims_shape, normalize_axes, reduction_args
+from ._axes import keepdims_shape, normalize_axes, normalize_axis, reduction_args
 
 
 def _count(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> int:
@@ -113,7 +113,7 @@ def softmax(a: Tensor, axis: Any = None, **kw: Any) -> Tensor:
         if len(axis) != 1:
             raise NeedleError(f"softmax takes one axis, got {axis}")
         axis = axis[0]
-    (axis,) = normalize_axes(axis, a.ndim, "softmax")
+    axis = normalize_axis(axis, a.ndim, "softmax")
     x = _floats(a)
     return exp(x - broadcast_to(logsumexp(x, (axis,), keepdims=True), x.shape))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import NeedleError, Tensor, TensorOp
-from ._axes import normalize_axes
+from ._axes import normalize_axes, normalize_axis
 
 
 def _dims(shape: Any) -> tuple[int, ...]:
@@ -41,7 +41,7 @@ def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge axes ``start_dim..end_dim`` (all by default) into one."""
     if a.ndim == 0:
         return reshape(a, (1,))
-    start, end = (normalize_axes(d, a.ndim, "flatten")[0] for d in (start_dim, end_dim))
+    start, end = (normalize_axis(d, a.ndim, "flatten") for d in (start_dim, end_dim))
     if start > end:
         raise NeedleError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     merged = 1
@@ -87,7 +87,7 @@ def cat(tensors: Any, dim: int = 0, *, axis: int | None = None) -> Tensor:
     dim = dim if axis is None else axis
     if any(x.ndim == 0 for x in items):
         raise NeedleError("cat: zero-dimensional tensors cannot be joined (use stack)")
-    (dim,) = normalize_axes(dim, items[0].ndim, "cat")
+    dim = normalize_axis(dim, items[0].ndim, "cat")
     return Concatenate(dim)(*items)
 
 

@@ -7,6 +7,10 @@
   controlled magnitude and tensors on a device.
 * ``check_backend(backend)`` runs every method of the backend contract on small
   inputs against NumPy, so a third-party backend can prove itself.
+* ``assert_backends_agree(fn, *arrays)`` runs ``fn`` and its gradient on every
+  usable backend and compares them with the CPU within float tolerances.
+* a pytest plugin (``needle.testing.pytest_plugin``, registered on install) gives
+  tests a ``needle_device`` fixture parametrised over every installed backend.
 
 Example: property-test your own op (here, softplus built from needle ops)::
 
@@ -39,10 +43,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .agreement import assert_backends_agree, usable_devices
 from .conformance import ConformanceReport, check_backend
 from .gradcheck import gradcheck, numerical_gradient
 
-__all__ = ["ConformanceReport", "check_backend", "gradcheck", "numerical_gradient", "strategies"]
+__all__ = ["ConformanceReport", "assert_backends_agree", "check_backend", "gradcheck",
+           "numerical_gradient", "strategies", "usable_devices"]
 
 
 def __getattr__(name: str) -> Any:

@@ -26,7 +26,9 @@ from ..device import device as _device
 
 __all__ = ["ConformanceReport", "Mismatch", "check_backend"]
 
-Check = Callable[[np.ndarray], "str | None"]
+# A check of a result: None when it is right, else the problem. (``...``: cases bind their
+# loop variables as default arguments, ``lambda g, a=axis: ...``.)
+Check = Callable[..., "str | None"]
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,8 @@ class _Runner:
     def put(self, a: np.ndarray) -> Any:
         return self.b.array(a, a.dtype)
 
-    def case(self, method: str, label: str, fn: Callable[[], Any],
-             expected: np.ndarray | Check) -> None:
+    def case(self, method: str, label: str, fn: Callable[..., Any],
+             expected: np.ndarray | np.generic | Check) -> None:
         """Run ``fn`` (which calls ``method``) and compare its result with ``expected``."""
         self.report.cases.append((method, label))
         try:
@@ -123,7 +125,7 @@ class _Runner:
         if problem:
             self.report.mismatches.append(Mismatch(method, label, problem))
 
-    def compare(self, got: np.ndarray, want: np.ndarray) -> str | None:
+    def compare(self, got: np.ndarray, want: np.ndarray | np.generic) -> str | None:
         want = np.asarray(want)
         if got.shape != want.shape:
             return f"shape {got.shape}, expected {want.shape}"
@@ -286,8 +288,8 @@ def _reductions(r: _Runner, b: Backend) -> None:
             r.case("prod", f"axis={axis}, keepdims={keepdims}",
                    lambda a=axis, k=keepdims: b.prod(x, a, k),
                    np.asarray(np.prod(_X, axis=axis, keepdims=keepdims)))
-    for axis in (None, 1):
-        r.case("argmax", f"axis={axis}", lambda a=axis: b.argmax(x, a),
+    for argmax_axis in (None, 1):
+        r.case("argmax", f"axis={argmax_axis}", lambda a=argmax_axis: b.argmax(x, a),
                lambda g, a=axis: r.compare(g.astype(np.int64),
                                            np.asarray(np.argmax(_X, axis=a), np.int64)))
     m1, m2 = _rng.standard_normal((3, 4)), _rng.standard_normal((4, 5))
@@ -343,13 +345,15 @@ def _indexing(r: _Runner, b: Backend) -> None:
             return a
         return run
 
-    for label, index, value in (("scalar into a slice", (0, slice(1, 3)), 7.0),
-                                ("array into a slice", (slice(None), 1), _rng.standard_normal((2, 4))),
-                                ("broadcast row", (1,), _rng.standard_normal(4)),
-                                ("everything (...)", ..., _POS)):
+    targets: list[tuple[str, Any, Any]] = [
+        ("scalar into a slice", (0, slice(1, 3)), 7.0),
+        ("array into a slice", (slice(None), 1), _rng.standard_normal((2, 4))),
+        ("broadcast row", (1,), _rng.standard_normal(4)),
+        ("everything (...)", ..., _POS)]
+    for label, target, value in targets:
         want = _X.copy()
-        want[index] = value
-        r.case("setitem", label, written(index, value), want)
+        want[target] = value
+        r.case("setitem", label, written(target, value), want)
 
     def accumulated(shape: tuple[int, ...], index: Any, value: np.ndarray) -> Callable[[], Any]:
         def run() -> Any:
@@ -484,11 +488,11 @@ def _fused_layers(r: _Runner, b: Backend) -> None:
     rows = lse - z[np.arange(5), labels]
     dz = np.exp(z - lse[:, None])
     dz[np.arange(5), labels] -= 1
-    for reduction, want in (("mean", (rows.mean(), dz / 5)), ("none", (rows, dz))):
+    for reduction, pair in (("mean", (rows.mean(), dz / 5)), ("none", (rows, dz))):
         for i, name in enumerate(("loss", "dlogits")):
             r.case("softmax_cross_entropy", f"{name}, reduction {reduction}",
                    lambda i=i, red=reduction: b.softmax_cross_entropy(
-                       r.put(z), r.put(labels), red)[i], want[i])
+                       r.put(z), r.put(labels), red)[i], pair[i])
 
 
 def _optimizer_steps(r: _Runner, b: Backend) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Tensor, TensorTuple, Value
+from ..autograd import Tensor, TensorTuple
 from ..device import Device, default_device
 
 __all__ = ["gradcheck", "numerical_gradient"]
@@ -118,19 +118,20 @@ def _numerical(fn: Callable[..., Any], prepared: list[_Input], grads: list[np.nd
 
 def _as_list(value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
-        return [v.numpy() if isinstance(v, Value) else v for v in value]
+        return [v.numpy() if isinstance(v, Tensor) else v for v in value]
     return [value.numpy() if isinstance(value, Tensor) else value]
 
 
 def _backward(outs: list[Tensor], grads: list[np.ndarray]) -> None:
     if len(outs) == 1:
-        g = Tensor(grads[0], device=outs[0].device, dtype=np.float64, requires_grad=False)
-        outs[0].backward(g)
+        up = Tensor(grads[0], device=outs[0].device, dtype=np.float64, requires_grad=False)
+        outs[0].backward(up)
         return
-    total = None
+    total: Tensor | None = None
     for o, g in zip(outs, grads):
         term = (o * Tensor(g, device=o.device, dtype=o.dtype, requires_grad=False)).sum()
         total = term if total is None else total + term
+    assert total is not None  # _outputs never returns an empty list
     total.backward()
 
 
@@ -174,7 +175,7 @@ def gradcheck(fn: Callable[..., Any], *inputs: Any, eps: float = 1e-6, atol: flo
             raise AssertionError(f"gradcheck: output {k} of fn is not finite: {o.numpy()!r}")
     if out_grad is None:
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % 2**32)
+            seed = int(np.random.default_rng().integers(2**32))
         rng = np.random.default_rng(seed)
         grads = [rng.standard_normal(o.shape) for o in outs]
     else:

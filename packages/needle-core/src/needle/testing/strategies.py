@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def broadcastable_shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 1
     """Pairs of shapes that broadcast together (missing leading axes, axes of size 1)."""
     return npst.mutually_broadcastable_shapes(
         num_shapes=2, min_dims=min_dims, max_dims=max_dims, min_side=min_side,
-        max_side=max_side).map(lambda b: tuple(b.input_shapes))
+        max_side=max_side).map(lambda b: (b.input_shapes[0], b.input_shapes[1]))
 
 
 def axes(shape: Shape, *, allow_none: bool = True, allow_int: bool = True,
@@ -74,6 +74,9 @@ def axes(shape: Shape, *, allow_none: bool = True, allow_int: bool = True,
     return st.one_of(options)
 
 
+_WIDTHS: dict[int, Literal[16, 32, 64]] = {2: 16, 4: 32, 8: 64}  # float bits by itemsize
+
+
 def _bound(x: float, dtype: np.dtype) -> float:
     return float(dtype.type(x)) if dtype.itemsize < 8 else float(x)
 
@@ -84,7 +87,7 @@ def _elements(dtype: np.dtype, lo: float, hi: float, min_magnitude: float) -> st
 
     def floats(a: float, b: float) -> st.SearchStrategy[float]:
         return st.floats(_bound(a, dtype), _bound(b, dtype), allow_nan=False,
-                         allow_infinity=False, allow_subnormal=False, width=dtype.itemsize * 8)
+                         allow_infinity=False, allow_subnormal=False, width=_WIDTHS[dtype.itemsize])
 
     if min_magnitude <= 0:
         return floats(lo, hi)

@@ -11,8 +11,21 @@ from .module import Module
 
 
 class Sequential(Module):
-    """Applies its modules in order. They are kept in ``.modules`` (a tuple), as in the
-    course, so their names in ``state_dict`` read ``modules.0.weight``."""
+    """Applies its modules in order: ``y = m_n(... m_2(m_1(x)))``.
+
+    The modules are kept in ``.modules`` (a tuple), as in the course, so their names in
+    ``state_dict`` read ``modules.0.weight``.
+
+    Args:
+        *modules (Module): the layers, applied first to last.
+
+    Examples:
+        >>> model = ndl.nn.Sequential(ndl.nn.Linear(4, 8), ndl.nn.ReLU(), ndl.nn.Linear(8, 2))
+        >>> model(ndl.Tensor(np.ones((3, 4)))).shape
+        (3, 2)
+        >>> sorted(model.state_dict())[:2]
+        ['modules.0.bias', 'modules.0.weight']
+    """
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
@@ -31,7 +44,18 @@ class Sequential(Module):
 
 
 class Residual(Module):
-    """fn(x) + x."""
+    """A skip connection: ``y = fn(x) + x``.
+
+    Shapes: ``fn`` must return its input's shape.
+
+    Args:
+        fn (Module): the branch added to its input.
+
+    Examples:
+        >>> block = ndl.nn.Residual(ndl.nn.Linear(4, 4))
+        >>> block(ndl.Tensor(np.ones((2, 4)))).shape
+        (2, 4)
+    """
 
     def __init__(self, fn: Module) -> None:
         super().__init__()
@@ -59,7 +83,7 @@ class ModuleList(Module):
     Args:
         modules (Iterable[Module], optional): the initial entries. Default: none.
 
-    Example:
+    Examples:
         >>> import needle.nn as nn
         >>> blocks = nn.ModuleList([nn.Linear(4, 4) for _ in range(2)])
         >>> blocks.insert(2, nn.ReLU())
@@ -122,7 +146,7 @@ class ModuleDict(Module):
         modules (Mapping[str, Module] | Iterable[tuple[str, Module]], optional): the
             initial entries. Default: none.
 
-    Example:
+    Examples:
         >>> import needle.nn as nn
         >>> heads = nn.ModuleDict({"a": nn.Linear(4, 2), "b": nn.Linear(4, 3)})
         >>> sorted(heads.keys()), heads["b"].out_features

@@ -41,7 +41,7 @@ class Conv(Module):
             kernels at stride 1).
         dilation (int or (int, int), keyword only): spacing of the kernel taps. Default: ``1``.
 
-    Example:
+    Examples:
         >>> conv = nn.Conv(3, 8, (3, 5), stride=2, padding=(1, 2))
         >>> conv(ndl.init.randn(4, 3, 16, 16)).shape
         (4, 8, 8, 8)

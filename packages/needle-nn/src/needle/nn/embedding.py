@@ -12,12 +12,25 @@ from .module import Module, Parameter, describe
 
 
 class Embedding(Module):
-    """Maps integer ids of any shape to rows of ``weight`` (num_embeddings, embedding_dim).
+    """A lookup table: maps integer ids of any shape to rows of ``weight``.
 
-    The course computes one_hot(x) @ weight; indexing ``weight[x]`` gives exactly the
-    same numbers (each row picked is multiplied by 1 and added to zeros) without the
-    (ids × num_embeddings) matrix, and its gradient scatters back with repeats summed.
-    ``weight`` starts as randn, as in the course.
+    ``y[..., :] = weight[x[...], :]``. The course computes ``one_hot(x) @ weight``; indexing
+    gives exactly the same numbers without the (ids × num_embeddings) matrix, and its
+    gradient scatters back with repeats summed. ``weight`` starts as randn, as in the course.
+
+    Shapes: ids of shape ``S`` (integers in ``[0, num_embeddings)``, as a Tensor or array),
+    output ``(*S, embedding_dim)``.
+
+    Args:
+        num_embeddings (int): the number of rows (the vocabulary size).
+        embedding_dim (int): the length of each vector.
+        device (Device | None): where the table lives. Default: the default device.
+        dtype (str): the table's dtype. Default: ``"float32"``.
+
+    Examples:
+        >>> emb = ndl.nn.Embedding(10, 4)
+        >>> emb(np.array([[1, 2, 3], [4, 5, 6]])).shape
+        (2, 3, 4)
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, device: Any = None,

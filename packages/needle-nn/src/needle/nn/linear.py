@@ -12,18 +12,43 @@ from .module import Module, Parameter, check_input
 
 
 class Identity(Module):
-    """Returns its input unchanged (a placeholder where a layer is optional)."""
+    """Returns its input unchanged: ``y = x`` (a placeholder where a layer is optional).
+
+    Shapes: any input shape; the output is the input.
+
+    Examples:
+        >>> x = ndl.Tensor([1.0, 2.0])
+        >>> ndl.nn.Identity()(x) is x
+        True
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         return x
 
 
 class Linear(Module):
-    """y = x W + b with W of shape ``(in_features, out_features)`` (the course's layout).
+    """An affine map: ``y = x W + b`` with ``W`` of shape ``(in_features, out_features)``.
 
+    ``W`` is stored ``(in, out)`` (the course's layout; PyTorch's is the transpose).
     Initialisation follows the course exactly, weight drawn before bias:
-    W ~ kaiming_uniform(in, out); b ~ kaiming_uniform(out, 1) reshaped to ``(1, out)``.
-    Inputs may have leading batch axes: ``(..., in_features)``.
+    ``W ~ kaiming_uniform(in, out)``; ``b ~ kaiming_uniform(out, 1)`` reshaped to ``(1, out)``.
+
+    Shapes: input ``(..., in_features)`` (leading batch axes allowed), output
+    ``(..., out_features)``.
+
+    Args:
+        in_features (int): the size of each input row.
+        out_features (int): the size of each output row.
+        bias (bool): add the learned bias ``b``. Default: ``True``.
+        device (Device | None): where the parameters live. Default: the default device.
+        dtype (str): the parameters' dtype. Default: ``"float32"``.
+
+    Examples:
+        >>> layer = ndl.nn.Linear(3, 2)
+        >>> layer(ndl.Tensor(np.ones((4, 3)))).shape
+        (4, 2)
+        >>> layer.weight.shape, layer.bias.shape
+        ((3, 2), (1, 2))
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -49,7 +74,12 @@ class Linear(Module):
 
 
 class Flatten(Module):
-    """(N, d1, d2, ...) -> (N, d1*d2*...)."""
+    """Keeps the first axis and flattens the rest: ``(N, d1, d2, ...) -> (N, d1·d2·...)``.
+
+    Examples:
+        >>> ndl.nn.Flatten()(ndl.Tensor(np.ones((2, 3, 4)))).shape
+        (2, 12)
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         return x.reshape((x.shape[0], math.prod(x.shape[1:])))

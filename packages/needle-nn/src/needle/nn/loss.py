@@ -11,11 +11,19 @@ from .module import Module
 
 
 class SoftmaxLoss(Module):
-    """Mean cross-entropy of ``logits`` (N, k) against integer class ids ``y`` (N,).
+    """Mean cross-entropy of ``logits`` against integer class ids ``y``.
 
-    Computed as the course does, (logsumexp(z) - z_y).sum() / N, where logsumexp
-    subtracts the row maximum first, so large logits never overflow. ``y`` may be an
-    integer or float tensor (or array) of whole numbers; ids outside [0, k) are an error.
+    ``loss = (1/N) Σ_n (logsumexp(z_n) - z_n[y_n])``, where logsumexp subtracts the row
+    maximum first, so large logits never overflow.
+
+    Shapes: ``logits`` ``(N, k)``, ``y`` ``(N,)`` (an integer or float tensor or array of
+    whole numbers in ``[0, k)``; others are an error); the loss is a scalar tensor.
+
+    Examples:
+        >>> loss_fn = ndl.nn.SoftmaxLoss()
+        >>> logits = ndl.Tensor(np.zeros((4, 10)))
+        >>> round(loss_fn(logits, np.array([0, 1, 2, 3])).item(), 4)   # log(10)
+        2.3026
     """
 
     def forward(self, logits: Tensor, y: Any) -> Tensor:

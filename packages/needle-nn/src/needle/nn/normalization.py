@@ -18,7 +18,25 @@ from .module import Module, Parameter, check_input, describe
 
 
 class LayerNorm1d(Module):
-    """Normalise each row over its ``dim`` features, then scale and shift (learned)."""
+    """Normalises each row over its features, then scales and shifts (learned).
+
+    ``y = w · (x - E[x]) / √(Var[x] + eps) + b``, with the mean and the biased variance over
+    the last axis.
+
+    Shapes: input ``(..., dim)``, output the same.
+
+    Args:
+        dim (int): the number of features (the last axis).
+        eps (float): added to the variance for stability. Default: ``1e-5``.
+        device (Device | None): where the parameters live. Default: the default device.
+        dtype (str): the parameters' dtype. Default: ``"float32"``.
+
+    Examples:
+        >>> norm = ndl.nn.LayerNorm1d(4)
+        >>> y = norm(ndl.Tensor([[1.0, 2.0, 3.0, 4.0]]))
+        >>> abs(float(y.numpy().mean())) < 1e-6, round(float(y.numpy().std()), 3)
+        (True, 1.0)
+    """
 
     def __init__(self, dim: int, eps: float = 1e-5, device: Any = None,
                  dtype: Any = "float32") -> None:
@@ -42,8 +60,30 @@ class LayerNorm1d(Module):
 
 
 class BatchNorm1d(Module):
-    """Normalise each feature over the batch (N, dim) in training, with the running
-    statistics in eval; then scale and shift (learned)."""
+    """Normalises each feature over the batch, then scales and shifts (learned).
+
+    In training ``y = w · (x - E[x]) / √(Var[x] + eps) + b`` with the batch's mean and
+    biased variance per feature, and the running statistics are updated as
+    ``running = (1 - momentum) · running + momentum · observed``; in eval the running
+    statistics replace the batch's.
+
+    Shapes: input ``(N, dim)``, output the same.
+
+    Args:
+        dim (int): the number of features.
+        eps (float): added to the variance for stability. Default: ``1e-5``.
+        momentum (float): the weight of each batch in the running statistics. Default: ``0.1``.
+        device (Device | None): where the parameters and buffers live. Default: the default device.
+        dtype (str): their dtype. Default: ``"float32"``.
+
+    Examples:
+        >>> bn = ndl.nn.BatchNorm1d(3)
+        >>> y = bn(ndl.Tensor(np.arange(12.0).reshape(4, 3)))
+        >>> bool(np.abs(y.numpy().mean(axis=0)).max() < 1e-6)
+        True
+        >>> bn.running_mean.numpy().round(4)
+        array([0.45, 0.55, 0.65], dtype=float32)
+    """
 
     def __init__(self, dim: int, eps: float = 1e-5, momentum: float = 0.1, device: Any = None,
                  dtype: Any = "float32") -> None:
@@ -80,7 +120,23 @@ class BatchNorm1d(Module):
 
 
 class BatchNorm2d(BatchNorm1d):
-    """BatchNorm over the channels of NCHW images: statistics per channel over N, H, W."""
+    """BatchNorm over the channels of NCHW images: statistics per channel over N, H and W.
+
+    Shapes: input ``(N, dim, H, W)``, output the same. The arguments are
+    ``BatchNorm1d``'s.
+
+    Args:
+        dim (int): the number of channels.
+        eps (float): added to the variance for stability. Default: ``1e-5``.
+        momentum (float): the weight of each batch in the running statistics. Default: ``0.1``.
+        device (Device | None): where the parameters and buffers live. Default: the default device.
+        dtype (str): their dtype. Default: ``"float32"``.
+
+    Examples:
+        >>> bn = ndl.nn.BatchNorm2d(3)
+        >>> bn(ndl.Tensor(np.ones((2, 3, 4, 4)))).shape
+        (2, 3, 4, 4)
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(self, x, 4, 1, self.dim, "(N, {}, H, W)")

@@ -26,7 +26,7 @@ class MaxPool2d(Module):
         ceil_mode (bool, keyword only): round the output size up, keeping a last, partial
             window that starts inside the input. Default: ``False``.
 
-    Example:
+    Examples:
         >>> nn.MaxPool2d(2)(ndl.init.randn(1, 3, 8, 6)).shape
         (1, 3, 4, 3)
     """
@@ -63,7 +63,7 @@ class AvgPool2d(Module):
             starts inside the input (divided by what it covers). Default: ``False``.
         count_include_pad (bool): count the padding in the mean. Default: ``True``.
 
-    Example:
+    Examples:
         >>> nn.AvgPool2d(3, stride=2, padding=1)(ndl.init.randn(1, 3, 8, 8)).shape
         (1, 3, 4, 4)
     """

@@ -91,7 +91,7 @@ class RNNCell(_Cell):
         device (Device, optional): where the weights live. Default: the default device.
         dtype (str, optional): weight dtype. Default: ``"float32"``.
 
-    Example:
+    Examples:
         >>> import needle as ndl, needle.nn as nn
         >>> cell = nn.RNNCell(3, 4)
         >>> cell(ndl.init.randn(2, 3)).shape
@@ -131,7 +131,7 @@ class LSTMCell(_Cell):
         device (Device, optional): where the weights live. Default: the default device.
         dtype (str, optional): weight dtype. Default: ``"float32"``.
 
-    Example:
+    Examples:
         >>> import needle as ndl, needle.nn as nn
         >>> h, c = nn.LSTMCell(3, 4)(ndl.init.randn(2, 3))
         >>> h.shape, c.shape
@@ -175,7 +175,7 @@ class GRUCell(_Cell):
         device (Device, optional): where the weights live. Default: the default device.
         dtype (str, optional): weight dtype. Default: ``"float32"``.
 
-    Example:
+    Examples:
         >>> import needle as ndl, needle.nn as nn
         >>> cell = nn.GRUCell(3, 4)
         >>> cell(ndl.init.randn(2, 3)).shape
@@ -284,7 +284,7 @@ class RNN(_Stacked):
         dtype (str, optional): weight dtype. Default: ``"float32"``.
         batch_first (bool, optional): X and output are batch-major. Default: ``False``.
 
-    Example:
+    Examples:
         >>> import needle as ndl, needle.nn as nn
         >>> out, h_n = nn.RNN(3, 4, num_layers=2)(ndl.init.randn(5, 2, 3))
         >>> out.shape, h_n.shape
@@ -321,7 +321,7 @@ class LSTM(_Stacked):
         dtype (str, optional): weight dtype. Default: ``"float32"``.
         batch_first (bool, optional): X and output are batch-major. Default: ``False``.
 
-    Example:
+    Examples:
         >>> import needle as ndl, needle.nn as nn
         >>> out, (h_n, c_n) = nn.LSTM(3, 4, batch_first=True)(ndl.init.randn(2, 5, 3))
         >>> out.shape, c_n.shape
@@ -370,7 +370,7 @@ class GRU(_Stacked):
         dtype (str, optional): weight dtype. Default: ``"float32"``.
         batch_first (bool, optional): X and output are batch-major. Default: ``False``.
 
-    Example:
+    Examples:
         >>> import needle as ndl, needle.nn as nn
         >>> out, h_n = nn.GRU(3, 4, num_layers=2)(ndl.init.randn(5, 2, 3))
         >>> out.shape, h_n.shape

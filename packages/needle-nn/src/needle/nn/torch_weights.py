@@ -48,7 +48,7 @@ def load_torch_state_dict(model: Module, state_dict: Mapping[str, Any],
         state_dict (Mapping[str, Any]): ``torch_model.state_dict()``.
         strict (bool, optional): passed to ``load_state_dict``. Default: ``True``.
 
-    Example:
+    Examples:
         >>> import numpy as np, needle.nn as nn
         >>> torch_sd = {"0.weight": np.ones((4, 3), "float32"),
         ...             "0.bias": np.zeros(4, "float32")}  # what torch would give

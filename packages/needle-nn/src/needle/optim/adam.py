@@ -36,7 +36,7 @@ class Adam(Optimizer):
         betas (tuple[float, float], optional): ``(β1, β2)`` in PyTorch's spelling,
             instead of ``beta1``/``beta2``. Default: ``None``.
 
-    Example:
+    Examples:
         >>> import needle.nn as nn, needle.optim as optim
         >>> model = nn.Linear(3, 2)
         >>> opt = optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.98))
@@ -142,7 +142,7 @@ class AdamW(Adam):
         betas (tuple[float, float], optional): ``(β1, β2)`` instead of
             ``beta1``/``beta2``. Default: ``None``.
 
-    Example:
+    Examples:
         >>> import needle.nn as nn, needle.optim as optim
         >>> model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm1d(4))
         >>> named = list(model.named_parameters())

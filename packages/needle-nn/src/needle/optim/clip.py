@@ -23,6 +23,23 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float,
     whose grad is None are ignored; nothing changes when the norm is within bounds.
     A NaN or infinite norm is returned with the grads untouched (PyTorch would turn
     them into NaN), or raises ``ValueError`` when ``error_if_nonfinite``.
+
+    ``total = √(Σ_p ‖grad_p‖²)``; when ``total > max_norm`` every gradient is multiplied by
+    ``max_norm / total``.
+
+    Args:
+        params (Iterable[Tensor]): the parameters, usually ``model.parameters()``.
+        max_norm (float): the largest joint norm allowed, at least 0.
+        error_if_nonfinite (bool): raise instead of returning a NaN or infinite norm.
+            Default: ``False``.
+
+    Examples:
+        >>> w = ndl.nn.Parameter(ndl.Tensor([3.0, 4.0]))
+        >>> (w * w).sum().backward()                       # grad = 2w = [6, 8], norm 10
+        >>> ndl.optim.clip_grad_norm([w], max_norm=1.0)
+        10.0
+        >>> w.grad.numpy().round(4)
+        array([0.6, 0.8], dtype=float32)
     """
     check_range("clip_grad_norm", "max_norm", max_norm, 0.0)
     params = [p for p in params if p.grad is not None]

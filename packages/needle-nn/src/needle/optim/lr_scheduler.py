@@ -76,7 +76,24 @@ class LRScheduler:
 
 
 class StepLR(LRScheduler):
-    """``lr = base_lr * gamma ** (epoch // step_size)``: times ``gamma`` every ``step_size`` epochs."""
+    """Multiplies the learning rate by ``gamma`` every ``step_size`` epochs.
+
+    ``lr = base_lr · gamma ** (epoch // step_size)``, with ``base_lr`` the optimizer's
+    ``lr`` when the schedule was made.
+
+    Args:
+        optimizer (Optimizer): the optimizer whose ``lr`` is set by ``step()``.
+        step_size (int): epochs between two decays, at least 1.
+        gamma (float): the factor of each decay. Default: ``0.1``.
+
+    Examples:
+        >>> opt = ndl.optim.SGD(ndl.nn.Linear(2, 2).parameters(), lr=1.0)
+        >>> schedule = ndl.optim.StepLR(opt, step_size=2, gamma=0.5)
+        >>> [schedule.step() for _ in range(4)]
+        [1.0, 0.5, 0.5, 0.25]
+        >>> opt.lr
+        0.25
+    """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
@@ -90,10 +107,22 @@ class StepLR(LRScheduler):
 
 
 class CosineAnnealingLR(LRScheduler):
-    """``lr = eta_min + (base_lr - eta_min) * (1 + cos(π·epoch/T_max)) / 2``.
+    """Anneals the learning rate along half a cosine, from ``base_lr`` to ``eta_min``.
 
-    Reaches ``eta_min`` at ``T_max`` and, as in PyTorch, rises again after it
-    (a cosine period of ``2·T_max``); restart or stop at ``T_max`` if that is unwanted.
+    ``lr = eta_min + (base_lr - eta_min) · (1 + cos(π · epoch / T_max)) / 2``. It reaches
+    ``eta_min`` at ``T_max`` and, as in PyTorch, rises again after it (a cosine period of
+    ``2 · T_max``); restart or stop at ``T_max`` if that is unwanted.
+
+    Args:
+        optimizer (Optimizer): the optimizer whose ``lr`` is set by ``step()``.
+        T_max (int): the epoch at which the rate reaches ``eta_min``, at least 1.
+        eta_min (float): the lowest rate. Default: ``0.0``.
+
+    Examples:
+        >>> opt = ndl.optim.Adam(ndl.nn.Linear(2, 2).parameters(), lr=0.1)
+        >>> schedule = ndl.optim.CosineAnnealingLR(opt, T_max=4)
+        >>> [round(schedule.step(), 4) for _ in range(4)]
+        [0.0854, 0.05, 0.0146, 0.0]
     """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803

@@ -27,7 +27,7 @@ class SGD(Optimizer):
         momentum (float, optional): μ in [0, 1). Default: ``0.0``.
         weight_decay (float, optional): L2 penalty λ. Default: ``0.0``.
 
-    Example:
+    Examples:
         >>> import needle.nn as nn, needle.optim as optim
         >>> model = nn.Linear(3, 2)
         >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
