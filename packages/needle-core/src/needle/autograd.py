@@ -35,8 +35,8 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from .backend_ndarray import NDArray
 from .backend import Array
+from .backend_ndarray import NDArray
 from .device import Device, default_device
 from .device import device as _as_device
 
