@@ -290,7 +290,7 @@ def _reductions(r: _Runner, b: Backend) -> None:
                    np.asarray(np.prod(_X, axis=axis, keepdims=keepdims)))
     for argmax_axis in (None, 1):
         r.case("argmax", f"axis={argmax_axis}", lambda a=argmax_axis: b.argmax(x, a),
-               lambda g, a=axis: r.compare(g.astype(np.int64),
+               lambda g, a=argmax_axis: r.compare(g.astype(np.int64),
                                            np.asarray(np.argmax(_X, axis=a), np.int64)))
     m1, m2 = _rng.standard_normal((3, 4)), _rng.standard_normal((4, 5))
     bm1, bm2 = _rng.standard_normal((2, 1, 3, 4)), _rng.standard_normal((5, 4, 2))
