@@ -20,7 +20,8 @@ class Sequential(Module):
         *modules (Module): the layers, applied first to last.
 
     Examples:
-        >>> model = ndl.nn.Sequential(ndl.nn.Linear(4, 8), ndl.nn.ReLU(), ndl.nn.Linear(8, 2))
+        >>> import needle as ndl, needle.nn as nn, numpy as np
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
         >>> model(ndl.Tensor(np.ones((3, 4)))).shape
         (3, 2)
         >>> sorted(model.state_dict())[:2]
@@ -52,7 +53,8 @@ class Residual(Module):
         fn (Module): the branch added to its input.
 
     Examples:
-        >>> block = ndl.nn.Residual(ndl.nn.Linear(4, 4))
+        >>> import needle as ndl, needle.nn as nn, numpy as np
+        >>> block = nn.Residual(nn.Linear(4, 4))
         >>> block(ndl.Tensor(np.ones((2, 4)))).shape
         (2, 4)
     """

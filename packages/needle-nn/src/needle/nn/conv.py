@@ -34,14 +34,15 @@ class Conv(Module):
         kernel_size (int or (int, int)): KH, KW.
         stride (int or (int, int)): step between windows. Default: ``1``.
         bias (bool): add a learned bias. Default: ``True``.
-        device, dtype: where and how the parameters are stored. Default: the default
-            device, ``"float32"``.
+        device (Device | None): where the parameters live. Default: the default device.
+        dtype (str): the parameters' dtype. Default: ``"float32"``.
         padding (int or (int, int), keyword only): zeros added on each side. Default:
             ``dilation · (kernel_size // 2)``, the course's ``k // 2`` ('same' size for odd
             kernels at stride 1).
         dilation (int or (int, int), keyword only): spacing of the kernel taps. Default: ``1``.
 
     Examples:
+        >>> import needle as ndl, needle.nn as nn
         >>> conv = nn.Conv(3, 8, (3, 5), stride=2, padding=(1, 2))
         >>> conv(ndl.init.randn(4, 3, 16, 16)).shape
         (4, 8, 8, 8)

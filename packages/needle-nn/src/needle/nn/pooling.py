@@ -27,6 +27,7 @@ class MaxPool2d(Module):
             window that starts inside the input. Default: ``False``.
 
     Examples:
+        >>> import needle as ndl, needle.nn as nn
         >>> nn.MaxPool2d(2)(ndl.init.randn(1, 3, 8, 6)).shape
         (1, 3, 4, 3)
     """
@@ -64,6 +65,7 @@ class AvgPool2d(Module):
         count_include_pad (bool): count the padding in the mean. Default: ``True``.
 
     Examples:
+        >>> import needle as ndl, needle.nn as nn
         >>> nn.AvgPool2d(3, stride=2, padding=1)(ndl.init.randn(1, 3, 8, 8)).shape
         (1, 3, 4, 4)
     """

@@ -42,16 +42,35 @@ def _check_shape(who: str, name: str, x: Tensor, ndim: int, layout: str) -> None
 
 
 class MultiHeadAttention(Module):
-    """The attention activation: softmax(Q Kᵀ / √D + mask) V, with dropout on the softmax.
+    """The attention activation, without parameters: scaled dot products, softmax, dropout.
 
-    Inputs q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv). Returns ``(result, probs)``:
-    result (B, H, Tq, Dv) and the attention probabilities (B, H, Tq, Tk) after dropout.
-    With ``causal=True`` query i attends only to keys j ≤ i + (Tk - Tq).
+    ``probs = Dropout(softmax(q kᵀ / √D + mask))`` and ``result = probs v``, over the last
+    two axes with the leading ones batched. The mask is 0 where query i may see key j and
+    the most negative float32 elsewhere: with ``causal=True`` query i sees only keys
+    j ≤ i + (Tk - Tq) (the past and itself); without it, every key.
+
+    Shapes: q ``(B, H, Tq, D)``, k ``(B, H, Tk, D)``, v ``(B, H, Tk, Dv)``. ``forward(q, k,
+    v)`` returns ``(result, probs)``: result ``(B, H, Tq, Dv)`` and the attention
+    probabilities ``(B, H, Tq, Tk)`` after dropout.
 
     Args:
-        dropout: probability of zeroing an attention weight in training (default 0).
-        causal: mask out future keys (default False).
-        device, dtype: the course's signature; the mask follows q's device and dtype.
+        dropout (float, keyword only): probability of zeroing an attention weight in
+            training. Default: ``0.0``.
+        causal (bool, keyword only): mask out future keys. Default: ``False``.
+        device (Device | None, keyword only): the course's signature; the mask follows q's
+            device. Default: the default device.
+        dtype (str, keyword only): the course's signature; the mask follows q's dtype.
+            Default: ``"float32"``.
+
+    Examples:
+        >>> import needle as ndl, needle.nn as nn, numpy as np
+        >>> attn = nn.MultiHeadAttention(causal=True)
+        >>> q = ndl.init.randn(2, 4, 5, 8)
+        >>> result, probs = attn(q, q, q)
+        >>> result.shape, probs.shape
+        ((2, 4, 5, 8), (2, 4, 5, 5))
+        >>> float(np.triu(probs.numpy(), 1).max())   # no weight on a future key
+        0.0
     """
 
     def __init__(self, *, dropout: float = 0.0, causal: bool = False, device: Any = None,
@@ -99,19 +118,41 @@ class MultiHeadAttention(Module):
 
 
 class AttentionLayer(Module):
-    """Multi-head attention with prenorm and projections (no biases), as in the course:
+    """Multi-head attention with prenorms and projections (no biases), as in the course.
 
-        X = softmax(LN_q(q) W_q · (LN_k(k) W_k)ᵀ / √D + mask) · LN_v(v) W_v, heads split
-        from and merged back into the channels; result = X W_o.
+    ``X = softmax(LN_q(q) W_q · (LN_k(k) W_k)ᵀ / √D + mask) · LN_v(v) W_v``, with the H·D
+    projected channels split into H heads of D for the softmax (a
+    :class:`MultiHeadAttention`) and merged back after it; the result is ``X W_o``.
 
-    q (B, Tq, q_features); k, v (B, Tk, k_features / v_features), default q itself
-    (self-attention). Returns (B, Tq, out_features).
+    Shapes: q ``(B, Tq, q_features)``; k ``(B, Tk, k_features)`` and v ``(B, Tk,
+    v_features)``, both q itself when omitted (self-attention). ``forward(q, k=None,
+    v=None)`` returns ``(B, Tq, out_features)``.
 
     Args:
-        q_features: channels of q.
-        num_head, dim_head: heads H and channels per head D (inner width H·D).
-        k_features, v_features, out_features: default q_features.
-        dropout: on the attention probabilities. causal: mask future keys (default True).
+        q_features (int): channels of q.
+        num_head (int): heads H.
+        dim_head (int): channels per head D (the inner width is H·D).
+        k_features (int | None, keyword only): channels of k. Default: ``q_features``.
+        v_features (int | None, keyword only): channels of v. Default: ``q_features``.
+        out_features (int | None, keyword only): channels of the result. Default:
+            ``q_features``.
+        dropout (float, keyword only): dropout on the attention probabilities. Default:
+            ``0.0``.
+        causal (bool, keyword only): mask out future keys. Default: ``True``.
+        device (Device | None, keyword only): where the parameters live. Default: the
+            default device.
+        dtype (str, keyword only): the parameters' dtype. Default: ``"float32"``.
+
+    Examples:
+        >>> import needle as ndl, needle.nn as nn
+        >>> layer = nn.AttentionLayer(16, num_head=4, dim_head=8)
+        >>> layer(ndl.init.randn(2, 5, 16)).shape
+        (2, 5, 16)
+        >>> cross = nn.AttentionLayer(16, 4, 8, k_features=12, v_features=12, out_features=10,
+        ...                           causal=False)
+        >>> memory = ndl.init.randn(2, 7, 12)
+        >>> cross(ndl.init.randn(2, 5, 16), memory, memory).shape
+        (2, 5, 10)
     """
 
     def __init__(self, q_features: int, num_head: int, dim_head: int, *,
@@ -171,17 +212,31 @@ class AttentionLayer(Module):
 
 
 class TransformerLayer(Module):
-    """One prenorm residual block, as in the course:
+    """One prenorm residual block, as in the course: self-attention, then a two-layer MLP.
 
-        x = x + Dropout(Attention(x))
-        x = x + Dropout(Linear2(Dropout(ReLU(Linear1(LayerNorm(x))))))
+    ``x = x + Dropout(AttentionLayer(x))``, then
+    ``x = x + Dropout(Linear_2(Dropout(ReLU(Linear_1(LayerNorm(x))))))``; the attention
+    brings its own prenorms (see :class:`AttentionLayer`).
 
-    x (B, T, q_features) -> (B, T, q_features).
+    Shapes: x ``(B, T, q_features)``, output the same.
 
     Args:
-        q_features: channels of x. num_head, dim_head: the attention's heads.
-        hidden_size: width of the MLP. dropout: every dropout above and the attention's.
-        causal: mask future positions (default True).
+        q_features (int): channels of x.
+        num_head (int): attention heads H.
+        dim_head (int): channels per head D.
+        hidden_size (int): width of the MLP.
+        dropout (float, keyword only): every dropout above and the attention's. Default:
+            ``0.0``.
+        causal (bool, keyword only): mask out future positions. Default: ``True``.
+        device (Device | None, keyword only): where the parameters live. Default: the
+            default device.
+        dtype (str, keyword only): the parameters' dtype. Default: ``"float32"``.
+
+    Examples:
+        >>> import needle as ndl, needle.nn as nn
+        >>> block = nn.TransformerLayer(16, num_head=4, dim_head=8, hidden_size=32)
+        >>> block(ndl.init.randn(2, 5, 16)).shape
+        (2, 5, 16)
     """
 
     def __init__(self, q_features: int, num_head: int, dim_head: int, hidden_size: int, *,
@@ -208,18 +263,40 @@ class TransformerLayer(Module):
 
 
 class Transformer(Module):
-    """A decoder-only Transformer: learned positions added to x, then ``num_layers``
-    ``TransformerLayer`` blocks.
+    """A decoder-only Transformer: learned positions, then a stack of TransformerLayers.
 
-    x is (T, B, embedding_size), or (B, T, embedding_size) with ``batch_first``; returns
-    ``(output, zeros_like(output))`` (the second mimics an RNN's state, as in the course).
+    ``h_0 = x + P[0:T]`` with ``P`` a learned ``(sequence_len, embedding_size)`` positional
+    embedding, ``h_l = TransformerLayer_l(h_(l-1))`` for l = 1 ... num_layers, and the
+    output is ``h_num_layers``.
+
+    Shapes: x ``(T, B, embedding_size)``, or ``(B, T, embedding_size)`` with
+    ``batch_first``, with T ≤ ``sequence_len``. ``forward(x, h=None)`` returns ``(output,
+    zeros_like(output))``, output in x's layout; the second mimics an RNN's state, as in
+    the course, and ``h`` is ignored.
 
     Args:
-        embedding_size: channels of x. hidden_size: each block's MLP width.
-        num_layers: blocks. num_head, dim_head: attention heads (default 8 × 32).
-        dropout: everywhere in the blocks. causal: mask the future (default True).
-        batch_first: layout of x (default False). sequence_len: the longest T (positions
-        learned, default 2048).
+        embedding_size (int): channels of x.
+        hidden_size (int): each block's MLP width.
+        num_layers (int): blocks stacked.
+        num_head (int, keyword only): attention heads per block. Default: ``8``.
+        dim_head (int, keyword only): channels per head. Default: ``32``.
+        dropout (float, keyword only): every dropout in the blocks. Default: ``0.0``.
+        causal (bool, keyword only): mask out future positions. Default: ``True``.
+        device (Device | None, keyword only): where the parameters live. Default: the
+            default device.
+        dtype (str, keyword only): the parameters' dtype. Default: ``"float32"``.
+        batch_first (bool, keyword only): x and output are batch-major. Default:
+            ``False``.
+        sequence_len (int, keyword only): the longest T (the positions learned).
+            Default: ``2048``.
+
+    Examples:
+        >>> import needle as ndl, needle.nn as nn
+        >>> model = nn.Transformer(16, hidden_size=32, num_layers=2, num_head=4, dim_head=8,
+        ...                        sequence_len=10)
+        >>> out, state = model(ndl.init.randn(5, 2, 16))     # (T, B, embedding_size)
+        >>> out.shape, float(state.numpy().max())
+        ((5, 2, 16), 0.0)
     """
 
     def __init__(self, embedding_size: int, hidden_size: int, num_layers: int, *,
