@@ -6,6 +6,8 @@ from __future__ import annotations
 from numbers import Number
 from typing import Any
 
+import numpy as np
+
 from .. import dtypes
 from ..autograd import NeedleError, Tensor, TensorOp, no_grad
 
@@ -237,13 +239,24 @@ def sqrt(a: Tensor) -> Tensor:
 
 
 class ReLU(TensorOp):
-    """max(x, 0). Why ``maximum`` and not x · [x > 0] (a faster multiply on the CPU):
-    (−inf) · 0 is NaN, and relu(−inf) must be 0. The 0/1 mask is kept for the backward pass."""
+    """max(x, 0). On NumPy arrays computed as x · [x > 0]: a multiply by the 0/1 mask (kept
+    for the backward pass) is 2-4x faster than NumPy's branchy ``maximum``. Only a −inf (or
+    NaN) input makes that product NaN ((−inf) · 0), and relu(−inf) must be 0: one sum of
+    the output (NaN exactly then, as the output is never negative) finds it, and
+    ``maximum`` redoes it. Other backends (a GPU, where testing the sum would wait for the
+    device) take ``maximum`` directly."""
 
     def compute(self, a):
         b = self.backend
         self.mask = b.astype(b.greater(a, 0), a.dtype)
-        return b.maximum(a, 0)
+        if type(a) is not np.ndarray:
+            return b.maximum(a, 0)
+        out = b.multiply(a, self.mask)
+        if a.dtype.kind == "f":
+            total = b.sum(out)
+            if total != total:  # NaN somewhere
+                out = b.maximum(a, 0)
+        return out
 
     def gradient(self, out_grad, node):
         # The mask is a constant: relu is piecewise linear, its second derivative is 0.
