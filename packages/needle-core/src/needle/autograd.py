@@ -226,7 +226,8 @@ class Value:
         value._seq = next(_creation)
         value.op = None
         value.inputs = ()
-        value._array = _plain(data)
+        # a course NDArray (a view) goes back to the plain array ops run on; inline: hot path
+        value._array = data.view(np.ndarray) if type(data) is NDArray else data
         value.requires_grad = requires_grad
         value._device = device or default_device()
         if issubclass(cls, Tensor):
