@@ -217,8 +217,7 @@ class Backend:
 
     def logsumexp(self, a: Array, axis: Axes, keepdims: bool = False) -> Array:
         """Stable log Σ exp over ``axis``: subtract the max first."""
-        m = self.max(a, axis, keepdims=True)
-        m = self.where(self.equal(self.subtract(m, m), 0.0), m, 0.0)  # ±inf max: no NaN
+        m = shift_of(self, a, axis)
         s = self.log(self.sum(self.exp(self.subtract(a, m)), axis, keepdims=True))
         out = self.add(s, m)
         return out if keepdims else self.reshape(out, reduced_shape(a.shape, axis))
@@ -274,9 +273,8 @@ class Backend:
         forward pass already has the softmax the gradient needs.
         """
         n = logits.shape[0]
-        m = self.max(logits, (1,), keepdims=True)
-        m = self.where(self.equal(self.subtract(m, m), 0.0), m, 0.0)  # ±inf max: shift by 0
-        shifted = self.subtract(logits, m)  # max-shifted: large logits keep their digits
+        # max-shifted: large logits keep their digits
+        shifted = self.subtract(logits, shift_of(self, logits, (1,)))
         lse = self.logsumexp(shifted, (1,), keepdims=True)
         index = (self.arange(n, np.dtype("int64")), labels)
         losses = self.subtract(self.reshape(lse, (n,)), self.getitem(shifted, index))
@@ -373,6 +371,13 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<needle backend {self.name!r} ({type(self).__module__})>"
+
+
+def shift_of(backend: Backend, a: Array, axis: Axes) -> Array:
+    """The shift of a stable logsumexp or softmax: the max over ``axis`` (kept), 0 where that
+    max is ±inf (x − inf would be NaN), built from contract methods so every backend has it."""
+    m = backend.max(a, axis, keepdims=True)
+    return backend.where(backend.equal(backend.subtract(m, m), 0.0), m, 0.0)
 
 
 def reduced_shape(shape: Shape, axis: Axes) -> Shape:

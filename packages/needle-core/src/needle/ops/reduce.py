@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import Tensor, TensorOp
+from ..backend import shift_of
 from ._axes import keepdims_shape, normalize_axes, normalize_axis
 
 
@@ -60,9 +61,7 @@ def shifted_softmax(z: Tensor, axes: tuple[int, ...] | None) -> Tensor:
     Holding the shift constant is exact, not an approximation: softmax(z − c) =
     softmax(z) for every c, so higher derivatives (create_graph) stay right.
     """
-    b = z.device.backend
-    m = b.max(z._array, axes, keepdims=True)
-    m = b.where(b.equal(b.subtract(m, m), 0.0), m, 0.0)  # an infinite max: shift by 0, no NaN
+    m = shift_of(z.device.backend, z._array, axes)
     e = exp(z - broadcast_to(Tensor.make_const(m, device=z.device), z.shape))
     return e / broadcast_to(summation(e, axes, keepdims=True), z.shape)
 
@@ -99,9 +98,7 @@ class LogSoftmax(TensorOp):
         # (z − m) − log Σ exp(z − m): subtracting logsumexp(z) from z would cancel all
         # digits at large |z| (logsoftmax([1e9, 1e9]) came out [0, 0], not −log 2)
         b, axes = self.backend, (self.axis,)
-        m = b.max(z, axes, keepdims=True)
-        m = b.where(b.equal(b.subtract(m, m), 0.0), m, 0.0)  # ±inf max: shift by 0
-        shifted = b.subtract(z, m)
+        shifted = b.subtract(z, shift_of(b, z, axes))
         return b.subtract(shifted, b.logsumexp(shifted, axes, keepdims=True))
 
     def gradient(self, out_grad, node):
