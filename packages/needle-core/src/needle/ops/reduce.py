@@ -92,6 +92,27 @@ class LogSoftmax(TensorOp):
         return (xp.subtract(g, xp.multiply(xp.softmax(xp.value(node.inputs[0]), axes), total)),)
 
 
+class Softmax(TensorOp):
+    """exp(z − max z) / Σ exp(z − max z) over one axis, as one node (attention's hot op).
+
+    d/dz = y · (g − Σ g·y): written on the output ``y``, so the Tensor world's
+    derivative is again a function of z and second derivatives stay exact.
+    """
+
+    def __init__(self, axis: int = -1) -> None:
+        self.axis = axis
+
+    def compute(self, z):
+        b, axes = self.backend, (self.axis,)
+        e = b.exp(b.subtract(z, shift_of(b, z, axes)))
+        return b.divide(e, b.sum(e, axes, keepdims=True))
+
+    def backward(self, xp, g, node):
+        y = xp.value(node)
+        dot = xp.broadcast_to(xp.sum(xp.multiply(g, y), (self.axis,), True), node.shape)
+        return (xp.multiply(y, xp.subtract(g, dot)),)
+
+
 def logsoftmax(a: Tensor, axis: int = -1) -> Tensor:
     axis = normalize_axis(axis, a.ndim, "logsoftmax")
     return LogSoftmax(axis)(a)
