@@ -459,6 +459,15 @@ def _optional(r: _Runner, b: Backend) -> None:
                                                              dilation))
     _fused_layers(r, b)
     _optimizer_steps(r, b)
+    r.case("synchronize", "returns once queued work is done", lambda: _synced(b),
+           np.asarray(True))
+    r.case("from_dlpack", "a host array through DLPack",
+           lambda: b.from_dlpack(b.array(_X, _X.dtype)), _X)
+
+
+def _synced(b: Backend) -> _Host:
+    b.synchronize()
+    return _Host(np.asarray(True))
 
 
 def _fused_layers(r: _Runner, b: Backend) -> None:
