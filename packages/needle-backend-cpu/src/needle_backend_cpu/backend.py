@@ -122,6 +122,20 @@ class CPUBackend(ArrayModuleBackend):
         return np.matmul(a, b)
 
     # -- fused kernels ----------------------------------------------------------
+    def relu(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # x · [x > 0]: a multiply by the 0/1 mask (which the backward needs anyway) is 2-4x
+        # faster than NumPy's branchy maximum. Only −inf makes the product wrong ((−inf)·0
+        # is NaN, relu(−inf) is 0); the CPU's invalid-operation flag says so for free.
+        mask = np.greater(a, 0).astype(a.dtype)
+        try:
+            with np.errstate(invalid="raise"):
+                out = np.multiply(a, mask)
+        except FloatingPointError:  # (−inf)·0 somewhere: take the exact route
+            return np.maximum(a, 0), mask
+        if out.dtype.kind == "f":
+            out += 0.0  # −x·0 is −0.0; relu gives +0.0 (as maximum and PyTorch do)
+        return out, mask
+
     def logsumexp(self, a: np.ndarray, axis: Axes, keepdims: bool = False) -> np.ndarray:
         if a.ndim == 2 and axis in _LAST_AXIS and a.size:
             m = self._row_max(a)  # (N, 1)

@@ -234,6 +234,11 @@ class Backend:
     def prod(self, a: Array, axis: Axes = None, keepdims: bool = False) -> Array:
         return self.array(np.prod(self.to_numpy(a), axis=axis, keepdims=keepdims), a.dtype)
 
+    def relu(self, a: Array) -> tuple[Array, Array]:
+        """max(a, 0) and its 0/1 mask ``a > 0`` in ``a``'s dtype (the backward multiplies
+        by it). relu(−inf) is 0 and relu(NaN) is NaN, as NumPy's ``maximum`` gives."""
+        return self.maximum(a, 0), self.astype(self.greater(a, 0), a.dtype)
+
     def logsumexp(self, a: Array, axis: Axes, keepdims: bool = False) -> Array:
         """Stable log Σ exp over ``axis``: subtract the max first."""
         m = shift_of(self, a, axis)
@@ -404,7 +409,7 @@ REQUIRED = (
 )
 #: Part 2, kernels with defaults written in part 1 (override for speed).
 OPTIONAL = (
-    "sin", "cos", "prod", "logsumexp", "linear", "batch_norm", "batch_norm_backward",
+    "sin", "cos", "prod", "relu", "logsumexp", "linear", "batch_norm", "batch_norm_backward",
     "softmax_cross_entropy", "conv", "im2col", "col2im", "sgd_update", "adam_update",
     "from_dlpack", "synchronize",
 )

@@ -223,22 +223,12 @@ def sqrt(a: Tensor) -> Tensor:
 
 
 class ReLU(TensorOp):
-    """max(x, 0). On NumPy arrays computed as x · [x > 0]: a multiply by the 0/1 mask (kept
-    for the backward pass) is 2-4x faster than NumPy's branchy ``maximum``. Only a −inf
-    input makes that product wrong ((−inf) · 0 is NaN, relu(−inf) is 0); the CPU's
-    invalid-operation flag says so for free, and ``maximum`` then redoes it. Other backends
-    (a GPU, where no flag comes back) take ``maximum`` directly."""
+    """max(x, 0), through the backend's ``relu`` kernel, which also returns the 0/1 mask
+    that the backward multiplies by."""
 
     def compute(self, a):
-        b = self.backend
-        self.mask = b.astype(b.greater(a, 0), a.dtype)
-        if type(a) is not np.ndarray:
-            return b.maximum(a, 0)
-        try:
-            with np.errstate(invalid="raise"):
-                return b.multiply(a, self.mask)
-        except FloatingPointError:  # (−inf) · 0 somewhere
-            return b.maximum(a, 0)
+        out, self.mask = self.backend.relu(a)
+        return out
 
     def backward(self, xp, g, node):
         # The mask is a constant: relu is piecewise linear, its second derivative is 0.
@@ -317,7 +307,6 @@ class AsType(TensorOp):
     same_dtype = False
 
     def __init__(self, dtype: Any) -> None:
-        import numpy as np
 
         self.dtype = np.dtype(dtype)
 
