@@ -1,16 +1,27 @@
-"""Shared test set-up: hypothesis profiles and the devices every test runs on.
+"""Shared test set-up: hypothesis profiles, the devices every test runs on, and the
+helpers several test files use (import them: ``from conftest import t64``).
 
 ``HYPOTHESIS_PROFILE=ci`` (the default) is deterministic and quick; ``dev`` hunts longer.
+Both allow function-scoped fixtures (``device``) inside ``@given`` tests: the fixture is
+a device, the same for every example, so hypothesis's warning does not apply.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import needle as ndl
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from needle.device import REGISTRY
+from needle.testing import gradcheck
+from needle_backend_cpu import CPUBackend
 
 settings.register_profile(
     "ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
@@ -36,3 +47,72 @@ def data_dir() -> Path:
     """Real data sets, from ``NEEDLE_DATA_DIR`` (default: ../shared/data beside the repo)."""
     default = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
     return Path(os.environ.get("NEEDLE_DATA_DIR", default)).resolve()
+
+
+def t64(a: Any, device: ndl.Device, requires_grad: bool = True) -> ndl.Tensor:
+    """``a`` as a float64 Tensor on ``device``: gradient checks and references run in float64."""
+    return ndl.Tensor(a, device=device, dtype="float64", requires_grad=requires_grad)
+
+
+@pytest.fixture
+def second_cpu():
+    """A second device (a CPU backend under another name), removed again afterwards."""
+    class OtherCPU(CPUBackend):
+        name = "cpu2"
+
+    REGISTRY.register(OtherCPU())
+    try:
+        yield ndl.device("cpu2")
+    finally:
+        REGISTRY._backends.pop("cpu2", None)
+        importlib.import_module("needle.device")._DEVICES.pop("cpu2", None)
+
+
+# -- layers' gradient checks (test_nn_grad, test_nn_gru, test_nn_transformer) ----------------
+small = st.integers(1, 3)
+seeds = st.integers(0, 2**16)
+
+
+def _set(root: Any, path: str, value: Any) -> None:
+    """Put ``value`` where the dotted ``path`` of ``named_parameters`` points."""
+    *parents, last = path.split(".")
+    owner = root
+    for part in parents:
+        owner = owner[int(part)] if isinstance(owner, (list, tuple)) else \
+            owner[part] if isinstance(owner, dict) else getattr(owner, part)
+    if isinstance(owner, list):
+        owner[int(last)] = value
+    elif isinstance(owner, dict):
+        owner[last] = value
+    else:
+        setattr(owner, last, value)
+
+
+def check_module(module: Any, *inputs: Any,
+                 out: Callable[[Any], Any] = lambda y: y, before: Callable[[], None] = lambda: None,
+                 ) -> None:
+    """gradcheck ``out(module(*inputs))`` with respect to the inputs and all parameters.
+
+    Each call swaps fresh leaves in for the parameters, so their gradients are checked
+    like any input's; ``before`` runs first in every call (re-seeding dropout).
+    """
+    names, params = zip(*module.named_parameters()) if module.parameters() else ((), ())
+    n = len(inputs)
+
+    def fn(*tensors: ndl.Tensor) -> Any:
+        for name, t in zip(names, tensors[n:]):
+            _set(module, name, t)
+        try:
+            before()
+            return out(module(*tensors[:n]))
+        finally:
+            for name, p in zip(names, params):
+                _set(module, name, p)
+
+    leaves = [ndl.Tensor(p.numpy(), device=p.device, dtype=p.dtype) for p in params]
+    assert gradcheck(fn, *inputs, *leaves, seed=0)
+
+
+def x64(rng: np.random.Generator, device: ndl.Device, *shape: int) -> ndl.Tensor:
+    """Standard normal float64 values of ``shape`` from ``rng``, on ``device``."""
+    return ndl.Tensor(rng.standard_normal(shape), device=device, dtype="float64")

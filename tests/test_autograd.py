@@ -7,11 +7,8 @@ import sys
 import needle as ndl
 import numpy as np
 import pytest
+from conftest import t64
 from needle.testing import gradcheck
-
-
-def t64(a, device, requires_grad=True):
-    return ndl.Tensor(a, device=device, dtype="float64", requires_grad=requires_grad)
 
 
 def test_broadcast_gradients_are_summed_back_to_input_shapes(device):

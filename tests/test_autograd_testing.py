@@ -12,13 +12,10 @@ import warnings
 import needle as ndl
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from needle.testing import gradcheck, numerical_gradient
 from needle.testing import strategies as nst
-
-FIXTURE_OK = settings(suppress_health_check=[*settings.default.suppress_health_check,
-                                             HealthCheck.function_scoped_fixture])
 
 
 class _HalfSquare(ndl.TensorOp):
@@ -199,7 +196,6 @@ def test_arrays_control_magnitude_and_ties(data):
     assert np.all(np.diff(d) >= 0.5 * 2 / d.size - 1e-12)  # at least half a step apart
 
 
-@FIXTURE_OK
 @given(data=st.data())
 def test_tensors_live_on_the_device(device, data):
     t = data.draw(nst.tensors(nst.shapes(), device=device, min_value=0, max_value=1))

@@ -7,19 +7,15 @@ from __future__ import annotations
 import needle as ndl
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from conftest import t64
+from hypothesis import given
 from hypothesis import strategies as st
 from needle import nn
 from needle.testing import gradcheck
 from needle.testing import strategies as nst
 
-FIXTURE_OK = settings(suppress_health_check=[*settings.default.suppress_health_check,
-                                             HealthCheck.function_scoped_fixture])
 F64 = "float64"
 
-
-def t64(a, device, requires_grad=True):
-    return ndl.Tensor(a, device=device, dtype=F64, requires_grad=requires_grad)
 
 
 # -- references: the definitions, nothing clever -------------------------------------------------
@@ -74,7 +70,6 @@ def conv_cases(draw):
 # -- convolution --------------------------------------------------------------------------------
 
 
-@FIXTURE_OK
 @given(case=conv_cases())
 def test_conv_options_match_direct_loops_and_gradcheck(device, case):
     x, w, stride, padding, dilation = case
@@ -280,7 +275,6 @@ def pool_cases(draw):
     return x, kernel, stride, padding
 
 
-@FIXTURE_OK
 @given(case=pool_cases())
 def test_max_pool_matches_direct_loops_and_gradcheck(device, case):
     x, kernel, stride, padding = case
@@ -290,7 +284,6 @@ def test_max_pool_matches_direct_loops_and_gradcheck(device, case):
     assert gradcheck(lambda a: ndl.max_pool2d(a, kernel, stride, padding), t64(x, device))
 
 
-@FIXTURE_OK
 @given(case=pool_cases())
 def test_avg_pool_matches_direct_loops_and_gradcheck(device, case):
     x, kernel, stride, padding = case
@@ -350,7 +343,6 @@ def pytorch_pool_ref(x, kernel, stride, padding, ceil_mode, kind, count_include_
     return out
 
 
-@FIXTURE_OK
 @given(case=pool_cases(), count_include_pad=st.booleans())
 def test_ceil_mode_pools_match_pytorchs_definition(device, case, count_include_pad):
     x, kernel, stride, padding = case

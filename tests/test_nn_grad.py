@@ -4,75 +4,22 @@ shapes, on every usable backend."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import needle as ndl
 import needle.nn as nn
 import numpy as np
-from hypothesis import HealthCheck, assume, given, settings
+from conftest import check_module, seeds, small, x64
+from hypothesis import assume, given
 from hypothesis import strategies as st
-from needle.testing import gradcheck
 
-FIXTURE_OK = settings(suppress_health_check=[*settings.default.suppress_health_check,
-                                             HealthCheck.function_scoped_fixture])
 F64 = "float64"
-small = st.integers(1, 3)
-seeds = st.integers(0, 2**16)
 
 
-def _set(root: Any, path: str, value: Any) -> None:
-    """Put ``value`` where the dotted ``path`` of ``named_parameters`` points."""
-    *parents, last = path.split(".")
-    owner = root
-    for part in parents:
-        owner = owner[int(part)] if isinstance(owner, (list, tuple)) else \
-            owner[part] if isinstance(owner, dict) else getattr(owner, part)
-    if isinstance(owner, list):
-        owner[int(last)] = value
-    elif isinstance(owner, dict):
-        owner[last] = value
-    else:
-        setattr(owner, last, value)
-
-
-def check_module(module: nn.Module, *inputs: Any,
-                 out: Callable[[Any], Any] = lambda y: y, before: Callable[[], None] = lambda: None,
-                 ) -> None:
-    """gradcheck ``out(module(*inputs))`` with respect to the inputs and all parameters.
-
-    Each call swaps fresh leaves in for the parameters, so their gradients are checked
-    like any input's; ``before`` runs first in every call (re-seeding dropout).
-    """
-    names, params = zip(*module.named_parameters()) if module.parameters() else ((), ())
-    n = len(inputs)
-
-    def fn(*tensors: ndl.Tensor) -> Any:
-        for name, t in zip(names, tensors[n:]):
-            _set(module, name, t)
-        try:
-            before()
-            return out(module(*tensors[:n]))
-        finally:
-            for name, p in zip(names, params):
-                _set(module, name, p)
-
-    leaves = [ndl.Tensor(p.numpy(), device=p.device, dtype=p.dtype) for p in params]
-    assert gradcheck(fn, *inputs, *leaves, seed=0)
-
-
-def x64(rng: np.random.Generator, device: ndl.Device, *shape: int) -> ndl.Tensor:
-    return ndl.Tensor(rng.standard_normal(shape), device=device, dtype=F64)
-
-
-@FIXTURE_OK
 @given(n=small, fin=small, fout=small, bias=st.booleans(), seed=seeds)
 def test_linear(device, n, fin, fout, bias, seed):
     rng = np.random.default_rng(seed)
     check_module(nn.Linear(fin, fout, bias=bias, device=device, dtype=F64), x64(rng, device, n, fin))
 
 
-@FIXTURE_OK
 @given(n=small, d=st.integers(1, 4), seed=seeds)
 def test_activations_flatten_and_residual_sequential(device, n, d, seed):
     rng = np.random.default_rng(seed)
@@ -85,7 +32,6 @@ def test_activations_flatten_and_residual_sequential(device, n, d, seed):
     check_module(model, x)
 
 
-@FIXTURE_OK
 @given(n=small, d=st.integers(1, 4), seed=seeds)
 def test_layernorm(device, n, d, seed):
     rng = np.random.default_rng(seed)
@@ -95,7 +41,6 @@ def test_layernorm(device, n, d, seed):
     check_module(ln, x64(rng, device, n, d))
 
 
-@FIXTURE_OK
 @given(n=st.integers(2, 4), d=small, train=st.booleans(), seed=seeds)
 def test_batchnorm1d_train_and_eval(device, n, d, train, seed):
     rng = np.random.default_rng(seed)
@@ -107,7 +52,6 @@ def test_batchnorm1d_train_and_eval(device, n, d, train, seed):
     check_module(bn, x64(rng, device, n, d))
 
 
-@FIXTURE_OK
 @given(n=st.integers(1, 2), c=small, h=st.integers(1, 3), w=st.integers(1, 3), seed=seeds)
 def test_batchnorm2d(device, n, c, h, w, seed):
     assume(n * h * w > 1)  # one value per channel is an error in training (PyTorch's rule)
@@ -117,14 +61,12 @@ def test_batchnorm2d(device, n, c, h, w, seed):
     check_module(bn, x64(rng, device, n, c, h, w) * 2.0)
 
 
-@FIXTURE_OK
 @given(n=small, d=st.integers(1, 4), p=st.sampled_from([0.0, 0.2, 0.5]), seed=seeds)
 def test_dropout_with_a_fixed_mask(device, n, d, p, seed):
     rng = np.random.default_rng(seed)
     check_module(nn.Dropout(p), x64(rng, device, n, d), before=lambda: device.backend.seed(seed))
 
 
-@FIXTURE_OK
 @given(n=small, k=st.integers(1, 4), seed=seeds)
 def test_softmax_loss(device, n, k, seed):
     rng = np.random.default_rng(seed)
@@ -132,7 +74,6 @@ def test_softmax_loss(device, n, k, seed):
     check_module(nn.SoftmaxLoss(), x64(rng, device, n, k) * 3.0, labels)
 
 
-@FIXTURE_OK
 @given(n=st.integers(1, 2), cin=st.integers(1, 2), cout=st.integers(1, 2),
        k=st.sampled_from([1, 3]), stride=st.integers(1, 2), size=st.integers(3, 4),
        bias=st.booleans(), seed=seeds)
@@ -142,7 +83,6 @@ def test_conv(device, n, cin, cout, k, stride, size, bias, seed):
     check_module(conv, x64(rng, device, n, cin, size, size))
 
 
-@FIXTURE_OK
 @given(case=st.sampled_from([((2, 3), (1, 2), (1, 0), (2, 1)), (3, 2, 0, 1), ((1, 2), 1, 1, 2)]),
        seed=seeds)
 def test_conv_options(device, case, seed):
@@ -153,7 +93,6 @@ def test_conv_options(device, case, seed):
     check_module(conv, x64(rng, device, 2, 2, 5, 6))
 
 
-@FIXTURE_OK
 @given(pool=st.sampled_from([nn.MaxPool2d((2, 3), (1, 2), 1), nn.AvgPool2d(3, 2, 1)]),
        seed=seeds)
 def test_pooling(device, pool, seed):
@@ -161,7 +100,6 @@ def test_pooling(device, pool, seed):
     check_module(pool, ndl.Tensor(values, device=device, dtype=F64))
 
 
-@FIXTURE_OK
 @given(n=small, fin=small, hidden=small, nonlinearity=st.sampled_from(["tanh", "relu"]),
        bias=st.booleans(), seed=seeds)
 def test_rnn_cell(device, n, fin, hidden, nonlinearity, bias, seed):
@@ -170,7 +108,6 @@ def test_rnn_cell(device, n, fin, hidden, nonlinearity, bias, seed):
     check_module(cell, x64(rng, device, n, fin), x64(rng, device, n, hidden))
 
 
-@FIXTURE_OK
 @given(n=small, fin=small, hidden=small, bias=st.booleans(), seed=seeds)
 def test_lstm_cell(device, n, fin, hidden, bias, seed):
     rng = np.random.default_rng(seed)
@@ -191,7 +128,6 @@ class _StateAsArgs(nn.Module):
         return self.inner(x, None if h is None else (h, c))
 
 
-@FIXTURE_OK
 @given(seq=st.integers(1, 2), n=st.integers(1, 2), fin=st.integers(1, 2), hidden=st.integers(1, 2),
        layers=st.integers(1, 2), nonlinearity=st.sampled_from(["tanh", "relu"]),
        with_h0=st.booleans(), seed=seeds)
@@ -205,7 +141,6 @@ def test_rnn(device, seq, n, fin, hidden, layers, nonlinearity, with_h0, seed):
     check_module(rnn, *inputs, out=lambda oh: ndl.make_tuple(*oh))
 
 
-@FIXTURE_OK
 @given(seq=st.integers(1, 2), n=st.integers(1, 2), fin=st.integers(1, 2), hidden=st.integers(1, 2),
        layers=st.integers(1, 2), with_state=st.booleans(), seed=seeds)
 def test_lstm(device, seq, n, fin, hidden, layers, with_state, seed):
@@ -217,7 +152,6 @@ def test_lstm(device, seq, n, fin, hidden, layers, with_state, seed):
     check_module(lstm, *inputs, out=lambda o: ndl.make_tuple(o[0], *o[1]))
 
 
-@FIXTURE_OK
 @given(num=st.integers(1, 5), dim=small, shape=st.lists(st.integers(1, 3), min_size=1,
                                                          max_size=2), seed=seeds)
 def test_embedding(device, num, dim, shape, seed):

@@ -11,9 +11,9 @@ import needle as ndl
 import needle.nn as nn
 import numpy as np
 import pytest
+from conftest import check_module, seeds, small, x64
 from hypothesis import given
 from hypothesis import strategies as st
-from test_nn_grad import FIXTURE_OK, check_module, seeds, small, x64
 
 F64 = "float64"
 
@@ -89,7 +89,6 @@ def test_gru_layout_and_draw_order():
     assert [p.shape for p in nn.GRU(4, 5, bias=False).parameters()] == [(4, 15), (5, 15)]
 
 
-@FIXTURE_OK
 @given(n=small, fin=small, hidden=small, bias=st.booleans(), seed=seeds)
 def test_gru_cell_gradient(device, n, fin, hidden, bias, seed):
     rng = np.random.default_rng(seed)
@@ -97,7 +96,6 @@ def test_gru_cell_gradient(device, n, fin, hidden, bias, seed):
     check_module(cell, x64(rng, device, n, fin), x64(rng, device, n, hidden))
 
 
-@FIXTURE_OK
 @given(seq=st.integers(1, 2), n=st.integers(1, 2), fin=st.integers(1, 2), hidden=st.integers(1, 2),
        layers=st.integers(1, 2), with_h0=st.booleans(), batch_first=st.booleans(), seed=seeds)
 def test_gru_gradient(device, seq, n, fin, hidden, layers, with_h0, batch_first, seed):

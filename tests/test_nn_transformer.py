@@ -11,12 +11,11 @@ import needle as ndl
 import needle.nn as nn
 import numpy as np
 import pytest
-from conftest import data_dir
+from conftest import check_module, data_dir, t64, x64
 from hypothesis import given
 from hypothesis import strategies as st
 from needle import init
 from needle.models import LanguageModel
-from test_nn_grad import FIXTURE_OK, check_module, x64
 
 F64 = "float64"
 OTHERS = [info.name for info in ndl.backends() if info.usable and info.name != "cpu"]
@@ -65,10 +64,6 @@ def ref_transformer_layer(block, x):
     return x + h @ lin2.weight.numpy() + lin2.bias.numpy()
 
 
-def _t(a, device):
-    return ndl.Tensor(a, device=device, dtype=F64)
-
-
 # -- values ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -77,7 +72,7 @@ def test_attention_matches_the_formula(device, causal, tq, tk):
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal(s) for s in [(2, 3, tq, 4), (2, 3, tk, 4), (2, 3, tk, 5)])
     result, probs = nn.MultiHeadAttention(causal=causal, device=device)(
-        _t(q, device), _t(k, device), _t(v, device))
+        t64(q, device), t64(k, device), t64(v, device))
     want, want_probs = ref_attention(q, k, v, causal)
     np.testing.assert_allclose(probs.numpy(), want_probs, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(result.numpy(), want, rtol=1e-12, atol=1e-12)
@@ -94,7 +89,7 @@ def test_attention_softmax_is_stable_at_large_logits():
 
 def test_attention_dropout_only_in_training(device):
     rng = np.random.default_rng(1)
-    q = _t(rng.standard_normal((2, 2, 6, 3)), device)
+    q = t64(rng.standard_normal((2, 2, 6, 3)), device)
     attn = nn.MultiHeadAttention(dropout=0.5, causal=True, device=device)
     _, want = ref_attention(q.numpy(), q.numpy(), q.numpy(), True)
     _, probs = attn(q, q, q)
@@ -113,15 +108,15 @@ def test_attention_layer_matches_the_formula(device, cross):
         layer = nn.AttentionLayer(5, 3, 2, k_features=4, v_features=6, out_features=7,
                                   causal=False, device=device, dtype=F64)
         q, k, v = (rng.standard_normal(s) for s in [(2, 3, 5), (2, 4, 4), (2, 4, 6)])
-        got = layer(_t(q, device), _t(k, device), _t(v, device))
+        got = layer(t64(q, device), t64(k, device), t64(v, device))
     else:
         layer = nn.AttentionLayer(5, 3, 2, device=device, dtype=F64)  # causal by default
         q = k = v = rng.standard_normal((2, 4, 5))
-        got = layer(_t(q, device))
+        got = layer(t64(q, device))
     for ln in (layer.prenorm_q, layer.prenorm_k, layer.prenorm_v):  # not just ones and zeros
-        ln.weight.data = _t(rng.uniform(0.5, 1.5, ln.dim), device)
-        ln.bias.data = _t(rng.standard_normal(ln.dim), device)
-    got = layer(_t(q, device), _t(k, device), _t(v, device)) if cross else layer(_t(q, device))
+        ln.weight.data = t64(rng.uniform(0.5, 1.5, ln.dim), device)
+        ln.bias.data = t64(rng.standard_normal(ln.dim), device)
+    got = layer(t64(q, device), t64(k, device), t64(v, device)) if cross else layer(t64(q, device))
     assert got.shape == (2, 3, 7) if cross else (2, 4, 5)
     np.testing.assert_allclose(got.numpy(), ref_attention_layer(layer, q, k, v), rtol=1e-10,
                                atol=1e-12)
@@ -131,18 +126,18 @@ def test_transformer_layer_and_model_match_the_formula(device):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 4, 6))
     block = nn.TransformerLayer(6, 2, 3, 8, device=device, dtype=F64)
-    np.testing.assert_allclose(block(_t(x, device)).numpy(), ref_transformer_layer(block, x),
+    np.testing.assert_allclose(block(t64(x, device)).numpy(), ref_transformer_layer(block, x),
                                rtol=1e-10, atol=1e-12)
     model = nn.Transformer(6, 8, 2, num_head=2, dim_head=3, device=device, dtype=F64,
                            batch_first=True, sequence_len=5)
     want = x + model.positional_embedding.weight.numpy()[:4]
     for layer in model.layers.modules:
         want = ref_transformer_layer(layer, want)
-    out, state = model(_t(x, device))
+    out, state = model(t64(x, device))
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(state.numpy(), np.zeros_like(want))
     model.batch_first = False  # (T, B, C) in and out: the same numbers, transposed
-    out_t, _ = model(_t(x.transpose(1, 0, 2), device))
+    out_t, _ = model(t64(x.transpose(1, 0, 2), device))
     np.testing.assert_allclose(out_t.numpy(), want.transpose(1, 0, 2), rtol=1e-10, atol=1e-12)
 
 
@@ -167,7 +162,6 @@ def test_course_parameter_order():
 
 # -- gradients (float64, central differences) -----------------------------------------------------
 
-@FIXTURE_OK
 @given(b=st.integers(1, 2), h=st.integers(1, 2), tq=st.integers(1, 3), tk=st.integers(1, 3),
        d=st.integers(1, 3), causal=st.booleans(), seed=st.integers(0, 2**16))
 def test_attention_gradients(device, b, h, tq, tk, d, causal, seed):
@@ -177,7 +171,6 @@ def test_attention_gradients(device, b, h, tq, tk, d, causal, seed):
                  x64(rng, device, b, h, tk, d), out=lambda rp: ndl.make_tuple(*rp))
 
 
-@FIXTURE_OK
 @given(t=st.integers(1, 3), heads=st.integers(1, 2), dim=st.integers(1, 2),
        causal=st.booleans(), seed=st.integers(0, 2**16))
 def test_attention_layer_gradients(device, t, heads, dim, causal, seed):
@@ -188,7 +181,6 @@ def test_attention_layer_gradients(device, t, heads, dim, causal, seed):
                  x64(rng, device, 2, t + 1, 3))
 
 
-@FIXTURE_OK
 @given(t=st.integers(1, 3), dropout=st.sampled_from([0.0, 0.3]), seed=st.integers(0, 2**16))
 def test_transformer_layer_gradients_with_a_fixed_dropout_mask(device, t, dropout, seed):
     rng = np.random.default_rng(seed)
@@ -196,7 +188,6 @@ def test_transformer_layer_gradients_with_a_fixed_dropout_mask(device, t, dropou
     check_module(block, x64(rng, device, 2, t, 3), before=lambda: device.backend.seed(seed))
 
 
-@FIXTURE_OK
 @given(t=st.integers(1, 3), batch_first=st.booleans(), seed=st.integers(0, 2**16))
 def test_transformer_gradients(device, t, batch_first, seed):
     rng = np.random.default_rng(seed)
@@ -207,7 +198,6 @@ def test_transformer_gradients(device, t, batch_first, seed):
 
 # -- causality ------------------------------------------------------------------------------------
 
-@FIXTURE_OK
 @given(length=st.integers(2, 6), t=st.data(), layers=st.integers(1, 2),
        seed=st.integers(0, 2**16))
 def test_causal_output_at_step_t_ignores_later_inputs(device, length, t, layers, seed):
@@ -218,17 +208,16 @@ def test_causal_output_at_step_t_ignores_later_inputs(device, length, t, layers,
     x = rng.standard_normal((2, length, 4))
     changed = x.copy()
     changed[:, step + 1:] = rng.standard_normal(changed[:, step + 1:].shape) * 10
-    before, after = model(_t(x, device))[0].numpy(), model(_t(changed, device))[0].numpy()
+    before, after = model(t64(x, device))[0].numpy(), model(t64(changed, device))[0].numpy()
     np.testing.assert_array_equal(after[:, :step + 1], before[:, :step + 1])
     assert not np.allclose(after[:, step + 1:], before[:, step + 1:])
     # Without the mask the same change reaches step t: the test above can fail.
     open_model = nn.Transformer(4, 5, layers, num_head=2, dim_head=3, causal=False,
                                 device=device, dtype=F64, batch_first=True, sequence_len=length)
-    assert not np.allclose(open_model(_t(changed, device))[0].numpy()[:, :step + 1],
-                           open_model(_t(x, device))[0].numpy()[:, :step + 1])
+    assert not np.allclose(open_model(t64(changed, device))[0].numpy()[:, :step + 1],
+                           open_model(t64(x, device))[0].numpy()[:, :step + 1])
 
 
-@FIXTURE_OK
 @given(length=st.integers(2, 5), seed=st.integers(0, 2**16))
 def test_causal_language_model_predicts_from_the_past_only(device, length, seed):
     rng = np.random.default_rng(seed)

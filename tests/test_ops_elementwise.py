@@ -8,17 +8,11 @@ import operator
 import needle as ndl
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from conftest import t64
+from hypothesis import given
 from hypothesis import strategies as st
 from needle.testing import gradcheck
 from needle.testing import strategies as nst
-
-FIXTURE_OK = settings(suppress_health_check=[*settings.default.suppress_health_check,
-                                             HealthCheck.function_scoped_fixture])
-
-
-def t64(a, device):
-    return ndl.Tensor(a, device=device, dtype="float64")
 
 
 def close(got, want):
@@ -37,7 +31,6 @@ BINARY = {
 
 
 @pytest.mark.parametrize("name", BINARY)
-@FIXTURE_OK
 @given(shapes=nst.broadcastable_shapes(max_dims=3, max_side=3), data=st.data())
 def test_binary_ops_broadcast_and_sum_gradients_back(device, name, shapes, data):
     fn, ref, a_opts, b_opts = BINARY[name]
@@ -67,7 +60,6 @@ SCALAR = {
 
 
 @pytest.mark.parametrize("name", SCALAR)
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=0), data=st.data())
 def test_scalar_ops(device, name, shape, data):
     fn, ref, scalar_st, opts = SCALAR[name]
@@ -111,7 +103,6 @@ UNARY = {
 
 
 @pytest.mark.parametrize("name", UNARY)
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=0, max_dims=3), data=st.data())
 def test_unary_ops(device, name, shape, data):
     fn, ref, opts = UNARY[name]
@@ -142,7 +133,6 @@ def test_relu_gradient_is_the_step_function(device):
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 3.0, 4.0])
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=0), data=st.data())
 def test_astype_converts_forward_and_casts_the_gradient_back(device, shape, data):
     x = data.draw(nst.arrays(shape, np.float32, min_value=-5, max_value=5))

@@ -5,23 +5,15 @@ from __future__ import annotations
 
 import needle as ndl
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from conftest import t64
+from hypothesis import given
 from hypothesis import strategies as st
 from needle.testing import gradcheck
 from needle.testing import strategies as nst
 
-FIXTURE_OK = settings(suppress_health_check=[*settings.default.suppress_health_check,
-                                             HealthCheck.function_scoped_fixture])
-
-
-def t64(a, device):
-    return ndl.Tensor(a, device=device, dtype="float64")
-
-
 side = st.integers(1, 4)
 
 
-@FIXTURE_OK
 @given(batch=nst.broadcastable_shapes(min_dims=0, max_dims=2, max_side=3), m=side, k=side, n=side,
        data=st.data())
 def test_matmul_batched_with_broadcast_batch_axes(device, batch, m, k, n, data):
@@ -71,7 +63,6 @@ def conv_cases(draw):
     return x, kernel, stride, padding
 
 
-@FIXTURE_OK
 @given(case=conv_cases())
 def test_conv_matches_direct_loops_and_gradcheck(device, case):
     x, w, stride, padding = case

@@ -5,20 +5,15 @@ from __future__ import annotations
 import needle as ndl
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from conftest import t64
+from hypothesis import given
 from hypothesis import strategies as st
 from needle.testing import gradcheck
 from needle.testing import strategies as nst
 
-FIXTURE_OK = settings(suppress_health_check=[*settings.default.suppress_health_check,
-                                             HealthCheck.function_scoped_fixture])
-
 shape_and_axes = nst.shapes(min_dims=1, max_dims=3).flatmap(
     lambda s: st.tuples(st.just(s), nst.axes(s)))
 
-
-def t64(a, device):
-    return ndl.Tensor(a, device=device, dtype="float64")
 
 
 def lse_ref(x, axis, keepdims=False):
@@ -27,7 +22,6 @@ def lse_ref(x, axis, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-@FIXTURE_OK
 @given(case=shape_and_axes, keepdims=st.booleans(), data=st.data())
 def test_summation(device, case, keepdims, data):
     shape, axes = case
@@ -39,7 +33,6 @@ def test_summation(device, case, keepdims, data):
     assert gradcheck(lambda a: ndl.summation(a, axes, keepdims), t64(x, device))
 
 
-@FIXTURE_OK
 @given(case=shape_and_axes, keepdims=st.booleans(), data=st.data())
 def test_max_without_ties(device, case, keepdims, data):
     shape, axes = case
@@ -55,7 +48,6 @@ def test_max_splits_the_gradient_between_ties(device):
     np.testing.assert_allclose(x.grad.numpy(), [[0.0, 0.5, 0.5], [10.0, 0.0, 0.0]])
 
 
-@FIXTURE_OK
 @given(case=shape_and_axes, keepdims=st.booleans(), data=st.data())
 def test_logsumexp(device, case, keepdims, data):
     shape, axes = case
@@ -65,7 +57,6 @@ def test_logsumexp(device, case, keepdims, data):
     assert gradcheck(lambda a: ndl.logsumexp(a, axes, keepdims), t64(x, device))
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=3), data=st.data())
 def test_logsoftmax(device, shape, data):
     axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")

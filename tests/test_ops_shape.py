@@ -6,24 +6,17 @@ from __future__ import annotations
 import needle as ndl
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from conftest import t64
+from hypothesis import given
 from hypothesis import strategies as st
 from needle.testing import gradcheck
 from needle.testing import strategies as nst
-
-FIXTURE_OK = settings(suppress_health_check=[*settings.default.suppress_health_check,
-                                             HealthCheck.function_scoped_fixture])
-
-
-def t64(a, device):
-    return ndl.Tensor(a, device=device, dtype="float64")
 
 
 def same(got, want):
     np.testing.assert_array_equal(got.numpy(), want)
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=2, max_dims=4, max_side=3), data=st.data())
 def test_transpose(device, shape, data):
     x = data.draw(nst.arrays(shape))
@@ -41,7 +34,6 @@ def test_transpose_defaults_to_the_last_two_axes(device):
     same(t64(x, device).T, x.transpose(0, 2, 1))
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=4, max_side=3), data=st.data())
 def test_permute(device, shape, data):
     x = data.draw(nst.arrays(shape))
@@ -55,7 +47,6 @@ def _divisors(n):
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=0, max_dims=3), data=st.data())
 def test_reshape(device, shape, data):
     x = data.draw(nst.arrays(shape))
@@ -73,7 +64,6 @@ def test_reshape(device, shape, data):
     assert gradcheck(lambda a: ndl.reshape(a, target), t64(x, device))
 
 
-@FIXTURE_OK
 @given(target=nst.shapes(min_dims=1, max_dims=4, max_side=3), data=st.data())
 def test_broadcast_to(device, target, data):
     drop = data.draw(st.integers(0, len(target)))
@@ -83,7 +73,6 @@ def test_broadcast_to(device, target, data):
     assert gradcheck(lambda a: ndl.broadcast_to(a, target), t64(x, device))
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=0, max_dims=3), n=st.integers(1, 3), data=st.data())
 def test_stack(device, shape, n, data):
     xs = [data.draw(nst.arrays(shape)) for _ in range(n)]
@@ -92,7 +81,6 @@ def test_stack(device, shape, n, data):
     assert gradcheck(lambda *ts: ndl.stack(ts, axis), *[t64(x, device) for x in xs])
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=3), data=st.data())
 def test_split(device, shape, data):
     x = data.draw(nst.arrays(shape))
@@ -111,7 +99,6 @@ def test_split_then_stack_round_trips_with_gradient(device):
     assert gradcheck(lambda a: ndl.stack(list(ndl.split(a, 0))[::-1], 1), x)
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=3).flatmap(
     lambda s: st.tuples(st.just(s), nst.axes(s))), data=st.data())
 def test_flip(device, shape, data):
@@ -121,7 +108,6 @@ def test_flip(device, shape, data):
     assert gradcheck(lambda a: ndl.flip(a, axes), t64(x, device))
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=3), data=st.data())
 def test_pad(device, shape, data):
     x = data.draw(nst.arrays(shape))
@@ -137,7 +123,6 @@ def dilate_ref(x, axes, d):
     return out
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=3), dilation=st.integers(0, 2), data=st.data())
 def test_dilate_and_undilate(device, shape, dilation, data):
     axes = data.draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, unique=True).map(tuple))
@@ -170,7 +155,6 @@ def indices(draw, shape):
     return tuple(items)
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=3), data=st.data())
 def test_getitem(device, shape, data):
     x = data.draw(nst.arrays(shape))

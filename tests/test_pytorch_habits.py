@@ -7,19 +7,15 @@ from __future__ import annotations
 import needle as ndl
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from conftest import t64
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 from needle.testing import gradcheck
 from needle.testing import strategies as nst
 
-FIXTURE_OK = settings(suppress_health_check=[*settings.default.suppress_health_check,
-                                             HealthCheck.function_scoped_fixture])
 seeds = st.integers(0, 2**32 - 1)
 
-
-def t64(a, device, **kw):
-    return ndl.Tensor(np.asarray(a, dtype=np.float64), device=device, **kw)
 
 
 def upstream(shape, seed):
@@ -35,7 +31,6 @@ def backward_of(fn, x, g):
 
 # -- 1. indexing ----------------------------------------------------------------------------
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=3, max_side=4), lead=st.integers(1, 3),
        data=st.data(), seed=seeds, as_tensor=st.booleans())
 def test_boolean_masks_select_and_scatter_their_gradient(device, shape, lead, data, seed,
@@ -54,7 +49,6 @@ def test_boolean_masks_select_and_scatter_their_gradient(device, shape, lead, da
     np.testing.assert_allclose(grad, ref)
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=3, max_side=4), data=st.data(), seed=seeds)
 def test_integer_arrays_with_repeats_add_up_their_gradient(device, shape, data, seed):
     x = np.random.default_rng(seed).standard_normal(shape)
@@ -127,7 +121,6 @@ COMPARISONS = [("==", np.equal), ("!=", np.not_equal), ("<", np.less), ("<=", np
 
 
 @pytest.mark.parametrize("op", COMPARISONS, ids=[c[0] for c in COMPARISONS])
-@FIXTURE_OK
 @given(shapes=st.data())
 def test_comparisons_are_element_wise_bool_tensors(device, shapes, op):
     symbol, ref = op
@@ -227,7 +220,6 @@ REDUCTIONS = {
 
 
 @pytest.mark.parametrize("name", sorted(REDUCTIONS))
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=3, min_side=2, max_side=4),
        data=st.data(), keep=st.sampled_from([None, ("keepdims", True), ("keepdim", True),
                                              ("keepdims", False)]), seed=seeds)
@@ -254,7 +246,6 @@ def test_prod_gradient_with_zeros(device):
     np.testing.assert_allclose(grad, others * g[:, None])
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=3, max_side=4), data=st.data(), seed=seeds)
 def test_argmax_and_argmin_take_the_first_extreme(device, shape, data, seed):
     x = data.draw(npst.arrays(np.float64, shape, elements=st.sampled_from([-1.0, 0.0, 3.0])))
@@ -290,7 +281,6 @@ ELEMENTWISE = {
 
 
 @pytest.mark.parametrize("name", sorted(ELEMENTWISE))
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=3, max_side=4), seed=seeds)
 def test_element_wise_methods_match_numpy_with_gradients(device, name, shape, seed):
     fn, ref, (low, high) = ELEMENTWISE[name]
@@ -316,7 +306,6 @@ def test_kink_gradients_follow_pytorch(device):
     np.testing.assert_array_equal(c.grad.numpy(), [0, 1, 1, 0])
 
 
-@FIXTURE_OK
 @given(shape=nst.shapes(min_dims=1, max_dims=3, max_side=3), data=st.data(), seed=seeds)
 def test_shape_methods_match_numpy_with_gradients(device, shape, data, seed):
     x = np.random.default_rng(seed).standard_normal(shape)
