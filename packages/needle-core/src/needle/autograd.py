@@ -473,6 +473,23 @@ class Tensor(Value):
             raise NeedleError(f"Tensor.data: device {value.device} does not match {self.device}")
         self._array = value._array
 
+    def set_(self, source: Tensor) -> Tensor:
+        """Take ``source``'s data (shared, not copied) *and its device*, keeping this object.
+
+        The one way to move a tensor in place (``Module.to``, ``load_state_dict``), so
+        whoever holds it (a Module, an optimizer) sees the move; ``.data =`` refuses
+        another device. Shape and dtype must match: needle never casts or reshapes
+        silently. Pass ``x.to(device)`` to move, ``x.clone()`` for a private copy.
+        """
+        if not isinstance(source, Tensor):
+            raise TypeError(f"Tensor.set_ takes a Tensor, not {type(source).__name__}")
+        if source.shape != self.shape or source.dtype != self.dtype:
+            raise NeedleError(f"Tensor.set_: source of shape {source.shape} and dtype "
+                              f"{source.dtype} does not match {self.shape}, {self.dtype}")
+        self._array = source._array
+        self._device = source._device
+        return self
+
     def requires_grad_(self, flag: bool = True) -> Tensor:
         self.requires_grad = dtypes.resolve_requires_grad(self.dtype, flag)
         return self

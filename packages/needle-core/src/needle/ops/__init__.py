@@ -6,7 +6,18 @@ from types import ModuleType as _ModuleType
 from . import logic, views
 from ._axes import normalize_axes, reduction_args
 from .conv import Col2Im, Conv, Im2Col, col2im, conv, im2col
-from .creation import arange, full, full_like, ones_like, rand_like, randn_like, zeros_like
+from .creation import (
+    arange,
+    full,
+    full_like,
+    ones_like,
+    rand,
+    rand_like,
+    randb,
+    randn,
+    randn_like,
+    zeros_like,
+)
 from .elementwise import (
     Abs,
     Clamp,
@@ -29,7 +40,6 @@ from .fused import (
     BatchNorm,
     Linear,
     SoftmaxCrossEntropy,
-    batch_norm,
     linear,
     softmax_cross_entropy,
 )
@@ -85,6 +95,7 @@ from .mathematic import (
     sum_to_shape,
     tanh,
 )
+from .nn_functional import batch_norm, class_ids, dropout, embedding, one_hot
 from .pool import AvgPool, MaxPool, avg_pool2d, max_pool2d
 from .reduce import (
     LogSoftmax,

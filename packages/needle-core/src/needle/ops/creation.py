@@ -1,4 +1,8 @@
-"""New tensors, PyTorch-style: arange, full, zeros_like, ones_like, rand_like."""
+"""New tensors, PyTorch-style: arange, full, the random rand, randn and randb, and the
+``_like`` forms.
+
+Random draws go through the device (on ``cpu``: NumPy's global generator, so
+``np.random.seed(n)`` reproduces the course's numbers)."""
 
 from __future__ import annotations
 
@@ -25,6 +29,10 @@ def _new(data: Any, dev: Device, requires_grad: bool | None) -> Tensor:
     return out
 
 
+def _dims(shape: Any) -> tuple[int, ...]:
+    return (shape,) if isinstance(shape, int) else tuple(shape)
+
+
 def arange(start: float, end: float | None = None, step: float = 1, *, dtype: Any = None,
            device: Device | str | None = None, requires_grad: bool = False) -> Tensor:
     """``start, start + step, ...`` below ``end``; int64 for integer arguments, else float32."""
@@ -45,11 +53,38 @@ def arange(start: float, end: float | None = None, step: float = 1, *, dtype: An
 def full(shape: Any, fill_value: float, *, dtype: Any = None,
          device: Device | str | None = None, requires_grad: bool = False) -> Tensor:
     """Every element ``fill_value``; float32 unless ``dtype`` (a bool value gives bool)."""
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    shape = _dims(shape)
     if dtype is None:
         dtype = np.dtype(bool) if isinstance(fill_value, bool) else dtypes.DEFAULT_FLOAT
     dev = _device(device)
     return _new(dev.backend.full(shape, fill_value, np.dtype(dtype)), dev, requires_grad)
+
+
+def rand(shape: Any, *, dtype: Any = None, device: Device | str | None = None,
+         requires_grad: bool = False) -> Tensor:
+    """Uniform on [0, 1), float32 unless ``dtype``."""
+    dev = _device(device)
+    data = dev.rand(*_dims(shape), dtype=dtype or dtypes.DEFAULT_FLOAT)
+    return _new(data, dev, requires_grad)
+
+
+def randn(shape: Any, *, dtype: Any = None, device: Device | str | None = None,
+          requires_grad: bool = False) -> Tensor:
+    """Standard normal, float32 unless ``dtype``."""
+    dev = _device(device)
+    data = dev.randn(*_dims(shape), dtype=dtype or dtypes.DEFAULT_FLOAT)
+    return _new(data, dev, requires_grad)
+
+
+def randb(shape: Any, p: float = 0.5, *, dtype: Any = None,
+          device: Device | str | None = None) -> Tensor:
+    """Bernoulli(``p``) as 0/1 values (float32 unless ``dtype``): one uniform draw per
+    element, kept where ``<= p``, which is the course's ``randb``. A constant: masks are
+    not trained."""
+    if not 0.0 <= p <= 1.0:
+        raise NeedleError(f"randb: p is a probability in [0, 1], got {p}")
+    dev = _device(device)
+    return _new(dev.randb(*_dims(shape), p=p, dtype=dtype or dtypes.DEFAULT_FLOAT), dev, False)
 
 
 def full_like(a: Tensor, fill_value: float, *, dtype: Any = None,

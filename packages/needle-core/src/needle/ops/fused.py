@@ -51,7 +51,9 @@ class BatchNorm(TensorOp):
 
     y = (x − mean) / sqrt(var + eps) · weight + bias with the batch's biased
     variance. Running statistics (backend arrays), when given, are updated in place
-    by the same kernel. Only what the backward pass needs stays on the op.
+    by the same kernel. Only what the backward pass needs stays on the op. Its function,
+    with running statistics as Tensors and the eval form, is
+    ``needle.ops.nn_functional.batch_norm``.
     """
 
     def __init__(self, eps: float = 1e-5, running_mean: Any = None, running_var: Any = None,
@@ -75,10 +77,6 @@ class BatchNorm(TensorOp):
             g, xp.const(x, self.x_hat), xp.const(x, self.inv_std), xp.value(weight))
         return (dx if x.requires_grad else None, xp.reshape(g_weight, weight.shape),
                 xp.reshape(g_bias, bias.shape))
-
-
-def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
-    return BatchNorm(eps)(x, weight, bias)
 
 
 class SoftmaxCrossEntropy(TensorOp):
