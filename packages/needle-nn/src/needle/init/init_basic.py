@@ -16,14 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from needle import Device, NeedleError, Tensor, default_device
-from needle import device as as_device
+from needle import Device, NeedleError, Tensor, ops
 
 DeviceLike = Device | str | None
-
-
-def _device(device: DeviceLike) -> Device:
-    return default_device() if device is None else as_device(device)
 
 
 def _shape(fn: str, shape: tuple[Any, ...]) -> tuple[int, ...]:
@@ -35,32 +30,28 @@ def _shape(fn: str, shape: tuple[Any, ...]) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-def _wrap(data: Any, dev: Device, dtype: Any, requires_grad: bool) -> Tensor:
-    data = dev.backend.astype(data, np.dtype(dtype))
-    return Tensor.make_const(data, requires_grad=requires_grad, device=dev)
-
-
 def _scale_dtype(dtype: Any) -> Any:
     """The dtype a draw is scaled in: its own if floating, else float64 (then cast)."""
     return dtype if np.dtype(dtype).kind == "f" else "float64"
 
 
+def _finish(t: Tensor, dtype: Any, requires_grad: bool) -> Tensor:
+    out = t.astype(dtype) if np.dtype(dtype) != t.dtype else t
+    return out.requires_grad_(requires_grad)
+
+
 def rand(*shape: Any, low: float = 0.0, high: float = 1.0, device: DeviceLike = None,
          dtype: Any = "float32", requires_grad: bool = False) -> Tensor:
     """Uniform on [low, high)."""
-    dev = _device(device)
-    b = dev.backend
-    u = dev.rand(*_shape("rand", shape), dtype=_scale_dtype(dtype))
-    return _wrap(b.add(b.multiply(u, high - low), low), dev, dtype, requires_grad)
+    u = ops.rand(_shape("rand", shape), dtype=_scale_dtype(dtype), device=device)
+    return _finish(u * (high - low) + low, dtype, requires_grad)
 
 
 def randn(*shape: Any, mean: float = 0.0, std: float = 1.0, device: DeviceLike = None,
           dtype: Any = "float32", requires_grad: bool = False) -> Tensor:
     """Normal with ``mean`` and ``std``."""
-    dev = _device(device)
-    b = dev.backend
-    z = dev.randn(*_shape("randn", shape), dtype=_scale_dtype(dtype))
-    return _wrap(b.add(b.multiply(z, std), mean), dev, dtype, requires_grad)
+    z = ops.randn(_shape("randn", shape), dtype=_scale_dtype(dtype), device=device)
+    return _finish(z * std + mean, dtype, requires_grad)
 
 
 def randb(*shape: Any, p: float = 0.5, device: DeviceLike = None, dtype: Any = "float32",
@@ -72,17 +63,15 @@ def randb(*shape: Any, p: float = 0.5, device: DeviceLike = None, dtype: Any = "
     """
     if not 0.0 <= p <= 1.0:
         raise NeedleError(f"init.randb: p must be in [0, 1], got {p}")
-    dev = _device(device)
-    data = dev.randb(*_shape("randb", shape), p=p, dtype=dtype)
-    return Tensor.make_const(data, requires_grad=requires_grad, device=dev)
+    mask = ops.randb(_shape("randb", shape), p, dtype=dtype, device=device)
+    return mask.requires_grad_(requires_grad)
 
 
 def constant(*shape: Any, c: float = 1.0, device: DeviceLike = None, dtype: Any = "float32",
              requires_grad: bool = False) -> Tensor:
     """Every element equal to ``c``."""
-    dev = _device(device)
-    data = dev.full(_shape("constant", shape), c, dtype=dtype)
-    return Tensor.make_const(data, requires_grad=requires_grad, device=dev)
+    return ops.full(_shape("constant", shape), c, dtype=dtype, device=device,
+                    requires_grad=requires_grad)
 
 
 def ones(*shape: Any, device: DeviceLike = None, dtype: Any = "float32",
@@ -102,25 +91,7 @@ def one_hot(n: int, i: Any, device: DeviceLike = None, dtype: Any = "float32",
     ``i`` may be a Tensor (integer or float holding whole numbers), a NumPy array or a
     list; ids outside ``[0, n)`` or with a fractional part are an error, not garbage.
     """
-    dev = _device(device)
-    ids = class_ids(i, n, "init.one_hot")
-    return Tensor.make_const(dev.one_hot(n, ids, dtype=dtype), requires_grad=requires_grad,
-                             device=dev)
-
-
-def class_ids(labels: Any, n: int, who: str) -> np.ndarray:
-    """``labels`` as an int64 NumPy array, checked to be whole numbers in ``[0, n)``."""
-    raw = labels.numpy() if isinstance(labels, Tensor) else np.asarray(labels)
-    if raw.dtype.kind not in "iub":
-        if raw.dtype.kind != "f":
-            raise NeedleError(f"{who}: class ids must be numbers, got dtype {raw.dtype}")
-        if raw.size and not np.all(raw == np.floor(raw)):
-            raise NeedleError(f"{who}: class ids must be whole numbers, got {raw.ravel()[:5]}...")
-    ids = raw.astype(np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= n):
-        raise NeedleError(f"{who}: class ids must lie in [0, {n}), "
-                          f"got values from {ids.min()} to {ids.max()}")
-    return ids
+    return ops.one_hot(i, n, dtype=dtype, device=device).requires_grad_(requires_grad)
 
 
 def zeros_like(array: Tensor, *, device: DeviceLike = None, requires_grad: bool = False) -> Tensor:

@@ -7,7 +7,6 @@ from typing import Any
 from needle import Tensor, ops
 
 from .. import init
-from ..init.init_basic import class_ids
 from .module import Module, Parameter, describe
 
 
@@ -42,11 +41,8 @@ class Embedding(Module):
                                            dtype=dtype))
 
     def forward(self, x: Any) -> Tensor:
-        ids = class_ids(x, self.num_embeddings, describe(self))
-        dev = self.weight.device
-        index = dev.backend.array(ids.reshape(-1), ids.dtype)
-        rows = ops.get_item(self.weight, index)
-        return rows.reshape((*ids.shape, self.embedding_dim))
+        ids = ops.class_ids(x, self.num_embeddings, describe(self))
+        return ops.embedding(ids, self.weight)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"

@@ -182,11 +182,11 @@ class Module:
         """
         dev = as_device(device)
         for p in self.parameters():
-            _move(p, dev)
+            p.set_(p.to(dev))
             if p.grad is not None:
                 p.grad = p.grad.to(dev)
         for b in self.buffers():
-            _move(b, dev)
+            b.set_(b.to(dev))
         return self
 
     # -- state dicts ---------------------------------------------------------------------
@@ -231,7 +231,7 @@ class Module:
                               f"loaded): " + "; ".join(problems))
         for key, target in targets.items():
             if key in state:
-                target.data = Tensor.make_const(_copy_to(state[key], target), device=target.device)
+                target.set_(_fresh_copy(state[key], target))
         return IncompatibleKeys(missing, unexpected)
 
     # -- printing ---------------------------------------------------------------------------
@@ -253,22 +253,14 @@ def _dtype_of(value: Any) -> np.dtype:
     return np.dtype(dtype) if dtype is not None else np.asarray(value).dtype
 
 
-def _copy_to(value: Any, target: Tensor) -> Any:
-    """A fresh backend array on ``target``'s device with ``value``'s contents (never aliased,
-    so two models loaded from one state dict do not share memory)."""
-    backend = target.device.backend
+def _fresh_copy(value: Any, target: Tensor) -> Tensor:
+    """``value``'s contents as a new tensor on ``target``'s device (never aliased, so two
+    models loaded from one state dict do not share memory)."""
     if isinstance(value, Tensor):
         if value.device == target.device:
-            return backend.copy(value._array)
-        value = value.numpy()
-    return backend.array(np.asarray(value), target.dtype)
-
-
-def _move(t: Tensor, dev: Device) -> None:
-    """Move ``t``'s data to ``dev`` in place, keeping the object (and its identity)."""
-    if t.device != dev:
-        t._array = dev.backend.array(t.numpy(), t.dtype)
-        t._device = dev
+            return value.detach().clone()
+        return value.to(target.device)
+    return Tensor(np.asarray(value), device=target.device, dtype=target.dtype)
 
 
 def check_input(layer: Module, x: Tensor, ndim: int, axis: int, size: int, layout: str) -> None:

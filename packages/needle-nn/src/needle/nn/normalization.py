@@ -107,13 +107,8 @@ class BatchNorm1d(Module):
                 raise NeedleError(f"{describe(self)} in training needs more than one value per "
                                   f"channel to take statistics from, got input of shape "
                                   f"{self._shape_in or x.shape}; use a larger batch or .eval()")
-            # One fused op; it also updates the running statistics in place (no graph).
-            op = ops.BatchNorm(self.eps, self.running_mean._array,
-                               self.running_var._array, self.momentum)
-            return op(x, self.weight, self.bias)
-        centred = x - self.running_mean.reshape((1, self.dim)).broadcast_to(x.shape)
-        std = ((self.running_var + self.eps) ** 0.5).reshape((1, self.dim)).broadcast_to(x.shape)
-        return self.weight.broadcast_to(x.shape) * (centred / std) + self.bias.broadcast_to(x.shape)
+        return ops.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
+                              training=self.training, momentum=self.momentum, eps=self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.dim}, eps={self.eps}, momentum={self.momentum}"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import numpy as np
-from needle.autograd import Tensor
+from needle.autograd import Tensor, no_grad
 
 from .optimizer import check_range
 
@@ -43,21 +42,15 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float,
     """
     check_range("clip_grad_norm", "max_norm", max_norm, 0.0)
     params = [p for p in params if p.grad is not None]
-    total = 0.0
-    for p in params:
-        backend = p.device.backend
-        g = backend.astype(p.grad._array, np.dtype("float64"))
-        total += float(backend.to_numpy(backend.sum(backend.multiply(g, g))))
-    norm = math.sqrt(total)
-    if not math.isfinite(norm):
-        if error_if_nonfinite:
-            raise ValueError(f"clip_grad_norm: the total gradient norm is {norm}")
-        return norm  # no finite scale exists: leave grads alone, let the caller skip the step
-    scale = max_norm / (norm + 1e-6)  # PyTorch's epsilon: never divide by zero
-    if scale < 1.0:
-        for p in params:
-            grad = p.grad
-            grad_data = grad.device.backend.multiply(grad._array, scale)
-            p.grad = Tensor.make_const(grad.device.backend.astype(grad_data, grad.dtype),
-                                       device=grad.device)
+    with no_grad():  # the norm and the new gradients are values, never part of a graph
+        total = sum(float((g * g).sum()) for g in (p.grad.astype("float64") for p in params))
+        norm = math.sqrt(total)
+        if not math.isfinite(norm):
+            if error_if_nonfinite:
+                raise ValueError(f"clip_grad_norm: the total gradient norm is {norm}")
+            return norm  # no finite scale exists: leave grads alone, let the caller skip the step
+        scale = max_norm / (norm + 1e-6)  # PyTorch's epsilon: never divide by zero
+        if scale < 1.0:
+            for p in params:
+                p.grad = p.grad * scale
     return norm
