@@ -1,10 +1,12 @@
-"""The resumable training loop: one step at a time, with a position that can be saved.
+"""The resumable training loop: ``needle.models.training``'s steps, with a position
+that can be saved.
 
-``run_epoch`` in ``needle.models.training`` runs a whole epoch; the command line
-needs to stop after any step (Ctrl-C) and later continue *exactly* there. So the
-epoch's plan (the sample permutation the DataLoader drew), the number of batches
-done, the running sums and, for a language model, the hidden state carried
-between chunks live in a ``Position`` that goes into the checkpoint.
+``run_epoch`` there runs a whole epoch; the command line runs the same
+``train_step`` / ``eval_step`` but needs to stop after any step (Ctrl-C) and later
+continue *exactly* there. So the epoch's plan (the sample permutation the DataLoader
+drew), the number of batches done, the running sums (a ``Tally``) and, for a language
+model, the hidden state carried between chunks live in a ``Position`` that goes into
+the checkpoint.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from needle import Device, Tensor, no_grad
+from needle import Device, Tensor
 
 from .. import data, nn, optim
+from ..models import training
+from ..models.training import Tally
 from .sources import Images, Tokens
 
 Batch = tuple[Tensor, Tensor]
@@ -26,24 +30,14 @@ EVAL_BATCH = 256
 
 
 @dataclass
-class Position:
-    """Progress through the current epoch (everything needed to continue it exactly)."""
+class Position(Tally):
+    """Progress through the current epoch (everything needed to continue it exactly):
+    the running sums of a ``Tally`` and where the epoch stands."""
 
     order: np.ndarray | None = None  # the epoch's permutation (image tasks)
     batch: int = 0  # batches done
-    errors: int = 0
-    loss_sum: float = 0.0
-    seen: int = 0
     seconds: float = 0.0
     carry: Any = None  # a language model's hidden state between chunks
-
-    @property
-    def loss(self) -> float:
-        return self.loss_sum / self.seen if self.seen else float("nan")
-
-    @property
-    def accuracy(self) -> float:
-        return 1.0 - self.errors / self.seen if self.seen else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return {"order": self.order, "batch": self.batch, "errors": self.errors,
@@ -60,13 +54,6 @@ class Position:
 
 class Diverged(Exception):  # noqa: N818 - names what happened, like StopIteration
     """Training produced a non-finite loss or weight (usually: the learning rate is too high)."""
-
-
-def detach(state: Any) -> Any:
-    """Cut the graph between chunks (truncated backpropagation through time)."""
-    if isinstance(state, (tuple, list)):
-        return tuple(detach(s) for s in state)
-    return state.detach() if isinstance(state, Tensor) else state
 
 
 class ImageTask:
@@ -94,9 +81,7 @@ class ImageTask:
     def test_batches(self) -> Iterator[Batch]:
         return iter(data.DataLoader(self.images.test, EVAL_BATCH, device=self.device))
 
-    @staticmethod
-    def forward(model: nn.Module, x: Tensor, carry: Any) -> tuple[Tensor, Any]:
-        return model(x), None
+    forward = staticmethod(training.feed)
 
 
 class TextTask:
@@ -127,16 +112,10 @@ class TextTask:
     def test_batches(self) -> Iterator[Batch]:
         return self._chunks(self.test, 0)
 
-    @staticmethod
-    def forward(model: nn.Module, x: Tensor, carry: Any) -> tuple[Tensor, Any]:
-        return model(x, carry)
+    forward = staticmethod(training.feed_carry)
 
 
 Task = ImageTask | TextTask
-
-
-def _errors(logits: Tensor, y: Tensor) -> int:
-    return int((logits.numpy().argmax(axis=1) != y.numpy().reshape(-1)).sum())
 
 
 def train_steps(task: Task, model: nn.Module, opt: optim.Optimizer, pos: Position,
@@ -153,35 +132,27 @@ def train_steps(task: Task, model: nn.Module, opt: optim.Optimizer, pos: Positio
     model.train()
     last = time.perf_counter()
     batch_norm = any(isinstance(m, nn.BatchNorm1d) for _, m in model.named_modules())
+
+    def check(loss: float) -> None:
+        if not math.isfinite(loss):
+            raise Diverged(f"the training loss became {loss} in batch {pos.batch + 1}")
+
     for x, y in batches:
         if batch_norm and x.shape[0] == 1:
             # an epoch's last batch of one: batch norm cannot train on a single value per
             # channel (an error, as in PyTorch), so the step is skipped, not the bookkeeping
             pos.batch += 1
             continue
-        opt.reset_grad()
-        logits, carry = task.forward(model, x, pos.carry)
-        loss = loss_fn(logits, y)
-        value = float(loss.numpy())
-        if not math.isfinite(value):
-            raise Diverged(f"the training loss became {value} in batch {pos.batch + 1}")
-        loss.backward()
-        if clip:
-            if hasattr(opt, "average_gradients"):  # data-parallel: clip the ranks' mean
-                opt.average_gradients()
-            optim.clip_grad_norm(model.parameters(), clip)
-        opt.step()
-        n = y.shape[0]
-        pos.carry = detach(carry)
+        logits, loss, pos.carry = training.train_step(
+            model, loss_fn, opt, x, y, pos.carry, forward=task.forward, clip=clip or None,
+            check=check)
         pos.batch += 1
-        pos.errors += _errors(logits, y)
-        pos.loss_sum += value * n
-        pos.seen += n
+        pos.add(logits, y, loss)
         now = time.perf_counter()
         pos.seconds += now - last
         last = now
         if on_batch is not None:
-            on_batch(pos, n)
+            on_batch(pos, y.shape[0])
         if should_stop():
             return pos.batch >= task.batches_per_epoch
     return True
@@ -189,16 +160,6 @@ def train_steps(task: Task, model: nn.Module, opt: optim.Optimizer, pos: Positio
 
 def evaluate(task: Task, model: nn.Module) -> tuple[float, float, int]:
     """(accuracy, mean loss per example, examples) on the task's test part, no training."""
-    loss_fn = nn.SoftmaxLoss()
-    model.eval()
-    errors = seen = 0
-    loss_sum = 0.0
-    carry: Any = None
-    with no_grad():
-        for x, y in task.test_batches():
-            logits, carry = task.forward(model, x, carry)
-            n = y.shape[0]
-            errors += _errors(logits, y)
-            loss_sum += float(loss_fn(logits, y).numpy()) * n
-            seen += n
-    return 1.0 - errors / seen, loss_sum / seen, seen
+    err, loss, seen = training.run_epoch(task.test_batches(), model, nn.SoftmaxLoss(),
+                                         forward=task.forward)
+    return 1.0 - err, loss, seen

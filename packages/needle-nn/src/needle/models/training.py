@@ -1,13 +1,18 @@
-"""Training and evaluation loops with the course's semantics.
+"""Training and evaluation: one step and one epoch loop for everything that trains.
 
-``epoch`` trains when given an optimizer and evaluates otherwise. Like the course,
-each epoch starts with ``np.random.seed(4)`` so dropout masks and shuffles (and
-therefore the reference numbers) are reproducible.
+``train_step`` / ``eval_step`` run one batch, ``run_epoch`` a whole pass. The course's
+helpers below (``epoch``, ``train_*``, ``evaluate_*``, ``epoch_general_*``, with the
+course's signatures) are ``run_epoch`` with the course's settings, and ``needle train``
+(``needle/cli/loop.py``) calls the same steps one at a time, so that it can stop after
+any of them and resume. Like the course, each helper starts with
+``np.random.seed(4)`` so dropout masks and shuffles (and therefore the reference
+numbers) are reproducible.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,44 +21,116 @@ from needle import Tensor, no_grad
 from .. import data, nn, optim
 from .mlp_resnet import MLPResNet
 
+#: ``forward(model, x, carry) -> (logits, carry)``: how a model meets a batch.
+Forward = Callable[[nn.Module, Tensor, Any], tuple[Tensor, Any]]
 
-def _batch_errors(logits: Tensor, y: Tensor) -> int:
-    return int((logits.numpy().argmax(axis=1) != y.numpy().reshape(-1)).sum())
+
+def feed(model: nn.Module, x: Tensor, carry: Any) -> tuple[Tensor, Any]:
+    """A classifier: ``model(x)``, nothing carried between batches."""
+    return model(x), None
+
+
+def feed_carry(model: nn.Module, x: Tensor, carry: Any) -> tuple[Tensor, Any]:
+    """A sequence model: ``model(x, state)`` returns the logits and the state to carry on."""
+    return model(x, carry)
+
+
+def detach_state(state: Any) -> Any:
+    """Cut the graph between sequence chunks (truncated backpropagation through time)."""
+    if isinstance(state, (tuple, list)):
+        return tuple(detach_state(s) for s in state)
+    return state.detach() if isinstance(state, Tensor) else state
+
+
+@dataclass
+class Tally:
+    """Running sums over an epoch: misclassified examples, summed loss, examples seen."""
+
+    errors: int = 0
+    loss_sum: float = 0.0
+    seen: int = 0
+
+    def add(self, logits: Tensor, y: Tensor, loss: float) -> int:
+        """Count one batch whose mean loss was ``loss``; returns its errors."""
+        n = y.shape[0]
+        errors = int((logits.numpy().argmax(axis=1) != y.numpy().reshape(-1)).sum())
+        self.errors += errors
+        self.loss_sum += loss * n
+        self.seen += n
+        return errors
+
+    @property
+    def loss(self) -> float:
+        """Mean loss per example."""
+        return self.loss_sum / self.seen if self.seen else float("nan")
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.seen if self.seen else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return 1.0 - self.errors / self.seen if self.seen else float("nan")
+
+
+def train_step(model: nn.Module, loss_fn: nn.Module, opt: optim.Optimizer, x: Tensor,
+               y: Tensor, carry: Any = None, *, forward: Forward = feed,
+               clip: float | None = None,
+               check: Callable[[float], None] | None = None) -> tuple[Tensor, float, Any]:
+    """One update on the batch ``(x, y)``: returns (logits, loss, carry detached).
+
+    ``check(loss)`` runs before the gradient changes anything (``needle train`` stops on a
+    non-finite loss there). With ``clip`` the gradients' joint norm is clipped to it,
+    after a data-parallel optimizer averaged them across ranks.
+    """
+    opt.reset_grad()
+    logits, carry = forward(model, x, carry)
+    loss = loss_fn(logits, y)
+    value = float(loss.numpy())
+    if check is not None:
+        check(value)
+    loss.backward()
+    if clip is not None:
+        if hasattr(opt, "average_gradients"):  # data-parallel: clip the ranks' mean
+            opt.average_gradients()
+        optim.clip_grad_norm(model.parameters(), clip)
+    opt.step()
+    return logits, value, detach_state(carry)
+
+
+def eval_step(model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, carry: Any = None,
+              *, forward: Forward = feed) -> tuple[Tensor, float, Any]:
+    """The batch's (logits, loss, carry) without a graph or an update."""
+    with no_grad():
+        logits, carry = forward(model, x, carry)
+        return logits, float(loss_fn(logits, y).numpy()), carry
 
 
 def run_epoch(batches: Iterable[tuple[Tensor, Tensor]], model: nn.Module,
               loss_fn: nn.Module, opt: optim.Optimizer | None = None,
-              on_batch: Callable[[int, float, int], None] | None = None) -> tuple[float, float, int]:
+              on_batch: Callable[[int, float, int], None] | None = None, *,
+              forward: Forward = feed, clip: float | None = None) -> tuple[float, float, int]:
     """One pass over ``batches``: returns (error rate, mean loss per example, examples).
 
-    Trains (backward + step per batch) when ``opt`` is given, else evaluates under
-    ``no_grad``. ``on_batch(n, loss, errors)`` is called after each batch (progress bars).
+    Trains (``train_step`` per batch) when ``opt`` is given, else evaluates
+    (``eval_step``). ``forward`` says how the model takes a batch (``feed_carry`` for a
+    sequence model, whose state is carried from batch to batch).
+    ``on_batch(n, loss, errors)`` is called after each batch (progress bars).
     """
     model.train() if opt is not None else model.eval()
-    errors = seen = 0
-    loss_sum = 0.0
+    tally, carry = Tally(), None
     for x, y in batches:
         if opt is not None:
-            opt.reset_grad()
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            loss.backward()
-            opt.step()
+            logits, loss, carry = train_step(model, loss_fn, opt, x, y, carry, forward=forward,
+                                             clip=clip)
         else:
-            with no_grad():
-                logits = model(x)
-                loss = loss_fn(logits, y)
-        n = logits.shape[0]
-        batch_loss = float(loss.numpy())
-        batch_errors = _batch_errors(logits, y)
-        errors += batch_errors
-        loss_sum += batch_loss * n
-        seen += n
+            logits, loss, carry = eval_step(model, loss_fn, x, y, carry, forward=forward)
+        errors = tally.add(logits, y, loss)
         if on_batch is not None:
-            on_batch(n, batch_loss, batch_errors)
-    if seen == 0:
+            on_batch(y.shape[0], loss, errors)
+    if tally.seen == 0:
         raise ValueError("epoch: the data loader yielded no batches")
-    return errors / seen, loss_sum / seen, seen
+    return tally.error_rate, tally.loss, tally.seen
 
 
 def epoch(dataloader: data.DataLoader, model: nn.Module,
@@ -120,15 +197,6 @@ def evaluate_cifar10(model: nn.Module, dataloader: data.DataLoader,
     return epoch_general_cifar10(dataloader, model, loss_fn(), None)
 
 
-def _detach_state(h: Any) -> Any:
-    """Cut the graph between sequence chunks (truncated backpropagation through time)."""
-    if h is None:
-        return None
-    if isinstance(h, tuple):
-        return tuple(_detach_state(x) for x in h)
-    return h.detach()
-
-
 def ptb_batches(batches: np.ndarray, seq_len: int, device: Any = None,
                 dtype: Any = "float32") -> Iterable[tuple[Tensor, Tensor]]:
     """(input, target) chunks of ``seq_len`` steps over batchified token ids."""
@@ -143,33 +211,12 @@ def epoch_general_ptb(batches: np.ndarray, model: nn.Module, seq_len: int = 40,
     """Course hw4: (average accuracy, average loss per token) over one pass; the
     hidden state is carried across chunks and detached between them."""
     np.random.seed(4)
-    loss_fn = loss_fn or nn.SoftmaxLoss()
-    model.train() if opt is not None else model.eval()
-    state: Any = None
-    errors = seen = 0
-    loss_sum = 0.0
-    for x, y in ptb_batches(batches, seq_len, device, dtype):
-        if opt is not None:
-            opt.reset_grad()
-            logits, state = model(x, state)
-            loss = loss_fn(logits, y)
-            loss.backward()
-            if clip is not None:
-                optim.clip_grad_norm(model.parameters(), clip)
-            opt.step()
-        else:
-            with no_grad():
-                logits, state = model(x, state)
-                loss = loss_fn(logits, y)
-        state = _detach_state(state)
-        n = y.shape[0]
-        errors += _batch_errors(logits, y)
-        loss_sum += float(loss.numpy()) * n
-        seen += n
-    if seen == 0:
+    if batches.shape[0] < 2:
         raise ValueError(f"epoch_general_ptb: {batches.shape[0]} rows of tokens give no "
                          f"chunk of seq_len {seq_len}")
-    return 1.0 - errors / seen, loss_sum / seen
+    err, loss, _ = run_epoch(ptb_batches(batches, seq_len, device, dtype), model,
+                             loss_fn or nn.SoftmaxLoss(), opt, forward=feed_carry, clip=clip)
+    return 1.0 - err, loss
 
 
 def train_ptb(model: nn.Module, batches: np.ndarray, seq_len: int = 40, n_epochs: int = 1,
@@ -195,7 +242,7 @@ def evaluate_ptb(model: nn.Module, batches: np.ndarray, seq_len: int = 40,
 
 
 __all__ = [
-    "epoch", "epoch_general_cifar10", "epoch_general_ptb", "evaluate_cifar10", "evaluate_mnist",
-    "evaluate_ptb", "ptb_batches", "run_epoch", "train_cifar10", "train_mnist",
-    "train_ptb",
+    "Tally", "detach_state", "epoch", "epoch_general_cifar10", "epoch_general_ptb",
+    "eval_step", "evaluate_cifar10", "evaluate_mnist", "evaluate_ptb", "feed", "feed_carry",
+    "ptb_batches", "run_epoch", "train_cifar10", "train_mnist", "train_ptb", "train_step",
 ]
