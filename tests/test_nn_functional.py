@@ -141,3 +141,20 @@ def test_set_moves_a_tensor_in_place_and_checks_shape_and_dtype(second_cpu):
         w.set_(ndl.Tensor([1.0, 2.0], dtype="float64"))
     with pytest.raises(TypeError, match="takes a Tensor, not ndarray"):
         w.set_(np.ones(2))
+
+
+def test_as_tensor_shares_a_native_array_and_copies_otherwise(device):
+    a = np.arange(6.0).reshape(2, 3)
+    t = ndl.as_tensor(a, device=device)
+    assert (t.shape, t.dtype, t.requires_grad) == ((2, 3), np.float64, False)
+    np.testing.assert_array_equal(t.numpy(), a)
+    converted = ndl.as_tensor(a, dtype="float32", device=device)
+    assert converted.dtype == np.float32 and not np.shares_memory(converted.numpy(), a)
+    assert ndl.as_tensor([1, 2], device=device).dtype == np.float32  # lists: float32, as Tensor()
+
+
+def test_as_tensor_shares_memory_on_cpu():
+    a = np.zeros(3, dtype=np.float32)
+    t = ndl.as_tensor(a, device="cpu")
+    a[0] = 5.0
+    assert t.numpy()[0] == 5.0

@@ -8,6 +8,7 @@ from ._axes import normalize_axes, reduction_args
 from .conv import Col2Im, Conv, Im2Col, col2im, conv, im2col
 from .creation import (
     arange,
+    as_tensor,
     full,
     full_like,
     ones_like,

@@ -1,5 +1,5 @@
-"""New tensors, PyTorch-style: arange, full, the random rand, randn and randb, and the
-``_like`` forms.
+"""New tensors, PyTorch-style: as_tensor, arange, full, the random rand, randn and randb,
+and the ``_like`` forms.
 
 Random draws go through the device (on ``cpu``: NumPy's global generator, so
 ``np.random.seed(n)`` reproduces the course's numbers)."""
@@ -31,6 +31,19 @@ def _new(data: Any, dev: Device, requires_grad: bool | None) -> Tensor:
 
 def _dims(shape: Any) -> tuple[int, ...]:
     return (shape,) if isinstance(shape, int) else tuple(shape)
+
+
+def as_tensor(data: Any, *, dtype: Any = None, device: Device | str | None = None) -> Tensor:
+    """``data`` as a constant Tensor, *sharing its memory* when it already is an array of
+    ``device``'s backend with that dtype (a NumPy array on ``cpu``), else a converted copy
+    (PyTorch's ``as_tensor``). For loaders that build a fresh array per batch: the tensor
+    then costs no second copy. Writing into ``data`` later changes the tensor."""
+    dev = _device(device)
+    bk = dev.backend
+    if (isinstance(data, getattr(bk, "array_types", ())) and not isinstance(data, np.generic)
+            and (dtype is None or np.dtype(dtype) == data.dtype)):
+        return _new(data, dev, False)
+    return _new(bk.array(data, dtypes.infer_dtype(data, dtype)), dev, False)
 
 
 def arange(start: float, end: float | None = None, step: float = 1, *, dtype: Any = None,

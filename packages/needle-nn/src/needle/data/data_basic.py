@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from needle import Device, Tensor, default_device
+from needle import Device, Tensor, default_device, ops
 from needle import device as as_device
 
 from .errors import DataError
@@ -144,12 +144,8 @@ class DataLoader:
         else:
             raise DataError(f"{type(self.dataset).__name__}: field {k} of a sample has dtype "
                             f"{arr.dtype}, which a Tensor cannot hold")
-        backend = self.device.backend
-        if isinstance(arr, getattr(backend, "array_types", ())):
-            # A batch is a new array (np.stack, or a batch index: see Dataset), so an array
-            # native to the device that owns its memory is wrapped without a second copy;
-            # views (slices of the dataset's storage) are copied.
-            arr = arr.astype(dtype, copy=False)
-            if arr.flags.owndata and arr.flags.writeable:
-                return Tensor.make_const(arr, device=self.device)
-        return Tensor.make_const(backend.array(arr, dtype), device=self.device)
+        if arr.flags.owndata and arr.flags.writeable:
+            # A batch is a new array (np.stack, or a batch index: see Dataset): where the
+            # device can hold it as it is, it becomes the tensor's without a second copy
+            return ops.as_tensor(arr, dtype=dtype, device=self.device)
+        return Tensor(arr, device=self.device, dtype=dtype, requires_grad=False)  # a view: copied
