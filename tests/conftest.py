@@ -9,6 +9,7 @@ a device, the same for every example, so hypothesis's warning does not apply.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from needle.cli import main
+from needle.cli.train import StopRequest
 from needle.device import REGISTRY
 from needle.testing import gradcheck
 from needle_backend_cpu import CPUBackend
@@ -116,3 +119,59 @@ def check_module(module: Any, *inputs: Any,
 def x64(rng: np.random.Generator, device: ndl.Device, *shape: int) -> ndl.Tensor:
     """Standard normal float64 values of ``shape`` from ``rng``, on ``device``."""
     return ndl.Tensor(rng.standard_normal(shape), device=device, dtype="float64")
+
+
+# -- needle train (test_cli, test_cli_train, test_cli_faults, test_cli_datasets) --------------
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``needle <argv>`` in-process: (exit status, stdout, stderr) of this call alone."""
+    capsys.readouterr()
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse's own exit
+        rc = exc.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_line_error(rc: int, err: str, *fragments: str) -> None:
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "error:" in lines[0] and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Bit-identical weights, optimizer state and per-epoch numbers (timings aside)."""
+    ca, cb = ndl.load(a / "checkpoint.npz"), ndl.load(b / "checkpoint.npz")
+    assert ca["epoch"] == cb["epoch"] and cb["position"] is None
+    assert ca["model"].keys() == cb["model"].keys()
+    for key in ca["model"]:
+        np.testing.assert_array_equal(ca["model"][key].numpy(), cb["model"][key].numpy(), key)
+    for i, state in ca["optimizer"]["state"].items():
+        for name, value in state.items():
+            other = cb["optimizer"]["state"][i][name]
+            if isinstance(value, ndl.Tensor):
+                value, other = value.numpy(), other.numpy()
+            np.testing.assert_array_equal(value, other)
+    np.testing.assert_array_equal(ca["rng"]["keys"], cb["rng"]["keys"])
+    drop = {"seconds", "train_seconds", "examples_per_s"}
+    strip = [[{k: v for k, v in m.items() if k not in drop} for m in metrics(r)] for r in (a, b)]
+    assert strip[0] == strip[1]
+
+
+class StopAfter(StopRequest):
+    """Asks to stop after ``steps`` training steps, as a Ctrl-C there would."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def __call__(self) -> bool:
+        self.steps -= 1
+        return self.steps <= 0

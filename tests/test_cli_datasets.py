@@ -12,12 +12,10 @@ from pathlib import Path
 import needle as ndl
 import numpy as np
 import pytest
-from conftest import data_dir
+from conftest import StopAfter, assert_one_line_error, assert_same_run, data_dir, metrics, run_cli
 from needle.cli import main
 from needle.cli.sources import load
 from needle.cli.train import train
-from test_cli import assert_one_line_error, run
-from test_cli_train import StopAfter, assert_same_run, metrics
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:
@@ -65,10 +63,10 @@ def test_mnist_train_and_test_files(tmp_path, capsys):
     rows = metrics(out)
     assert [m["examples"] for m in rows] == [96, 96]
     assert "mnist: 96 train / 32 test images" in capsys.readouterr().out
-    rc, out_text, _ = run(["eval", "--checkpoint", str(out)], capsys)
+    rc, out_text, _ = run_cli(["eval", "--checkpoint", str(out)], capsys)
     assert rc == 0 and f"accuracy    {rows[-1]['test_acc']:.2%}" in out_text
     # The digits model cannot read MNIST's 784 inputs, nor this MNIST model digits' 64.
-    rc, _, err = run(["eval", "--checkpoint", str(out), "--dataset", "digits"], capsys)
+    rc, _, err = run_cli(["eval", "--checkpoint", str(out), "--dataset", "digits"], capsys)
     assert_one_line_error(rc, err, "takes 784 input features (trained on mnist)",
                           "digits data here has 64")
 
@@ -80,7 +78,7 @@ def test_mnist_holdout_needs_only_the_t10k_files(tmp_path, capsys):
                  "20", "--epochs", "1", *TINY_MLP, "--out", str(out)]) == 0
     assert metrics(out)[0]["examples"] == 40
     assert "mnist t10k split: 40 train / 20 held-out" in capsys.readouterr().out
-    rc, _, err = run(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "mnist"),
+    rc, _, err = run_cli(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "mnist"),
                       "--holdout", "60", "--out", str(tmp_path / "r2")], capsys)
     assert_one_line_error(rc, err, "--holdout 60: must be between 1 and 59")
 
@@ -106,7 +104,7 @@ def test_resnet9_on_a_cifar_test_batch_with_holdout(tmp_path, capsys):
     assert row["examples"] == 16 and 0.0 <= row["test_acc"] <= 1.0
     ckpt = ndl.load(out / "checkpoint.npz")
     assert ckpt["config"]["model"] == "resnet9"
-    rc, _, err = run(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar10"),
+    rc, _, err = run_cli(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar10"),
                       "--out", str(tmp_path / "r2")], capsys)
     assert_one_line_error(rc, err, "missing the CIFAR-10 batch file data_batch_1", "--holdout N")
 
@@ -128,7 +126,7 @@ def test_language_model_stops_mid_epoch_and_resumes_exactly(tmp_path, capsys, se
     assert_same_run(tmp_path / "a", tmp_path / "b")
     row = metrics(tmp_path / "a")[-1]
     assert row["test_perplexity"] == pytest.approx(np.exp(row["test_loss"]))
-    rc, out, _ = run(["eval", "--checkpoint", str(tmp_path / "a")], capsys)
+    rc, out, _ = run_cli(["eval", "--checkpoint", str(tmp_path / "a")], capsys)
     assert rc == 0 and "perplexity" in out
 
 
@@ -141,9 +139,9 @@ def test_language_model_needs_the_same_word_ids(tmp_path, capsys):
     other.mkdir()
     text = (tmp_path / "ptb" / "ptb.test.txt").read_text().splitlines()
     (other / "test.txt").write_text("\n".join(reversed(text)) + "\n")  # same words, other order
-    rc, _, err = run(["eval", "--checkpoint", str(out), "--data-dir", str(other)], capsys)
+    rc, _, err = run_cli(["eval", "--checkpoint", str(out), "--data-dir", str(other)], capsys)
     assert_one_line_error(rc, err, "other word ids")
-    rc, _, err = run(["train", "--dataset", "ptb", "--data-dir", str(tmp_path / "ptb"),
+    rc, _, err = run_cli(["train", "--dataset", "ptb", "--data-dir", str(tmp_path / "ptb"),
                       "--holdout", "10", "--batch-size", "8", "--out", str(tmp_path / "r")], capsys)
     assert_one_line_error(rc, err, "10 test tokens are too few for --batch-size 8")
     assert not (tmp_path / "r").exists()

@@ -20,12 +20,13 @@ from pathlib import Path
 import needle as ndl
 import numpy as np
 import pytest
+from conftest import StopAfter, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 from needle import serialization
 from needle.cli import main, rundir
 from needle.cli import train as train_module
-from needle.cli.train import StopRequest, train
+from needle.cli.train import train
 
 FAST = ["--no-progress", "--hidden-dim", "16", "--batch-size", "64"]
 NAMES = ["checkpoint.npz", "metrics.jsonl", "curves.png", ".needle-train.lock"]
@@ -35,16 +36,6 @@ def needle_cmd() -> list[str]:
     """The installed console script, or ``python -m needle.cli`` when it is not on PATH."""
     script = Path(sys.executable).with_name("needle")
     return [str(script)] if script.exists() else [sys.executable, "-m", "needle.cli"]
-
-
-def run(argv: list[str], capsys) -> tuple[int, str]:
-    """``needle <argv>`` in-process: (exit status, stderr of this call)."""
-    capsys.readouterr()
-    try:
-        rc = main(argv)
-    except SystemExit as exc:  # argparse's own exit
-        rc = exc.code
-    return rc, capsys.readouterr().err
 
 
 def assert_clean_exit(rc: int, err: str, *fragments: str) -> str:
@@ -69,16 +60,6 @@ def assert_finite_checkpoint(out: Path) -> dict:
     return ckpt
 
 
-class StopAfter(StopRequest):
-    def __init__(self, steps: int) -> None:
-        super().__init__()
-        self.steps = steps
-
-    def __call__(self) -> bool:
-        self.steps -= 1
-        return self.steps <= 0
-
-
 # -- option values -------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, fragments", [
     (["--lr", "inf"], ["--lr", "'inf'"]),
@@ -96,7 +77,7 @@ class StopAfter(StopRequest):
 ])
 def test_out_of_range_options_are_one_line_before_anything_is_written(argv, fragments, capsys,
                                                                       tmp_path):
-    rc, err = run(["train", *FAST, *argv, "--out", str(tmp_path / "run")], capsys)
+    rc, _, err = run_cli(["train", *FAST, *argv, "--out", str(tmp_path / "run")], capsys)
     assert rc == 2
     assert_clean_exit(rc, err, *fragments)
     assert len(err.strip().splitlines()) == 1
@@ -128,7 +109,7 @@ def test_fuzzed_option_values_exit_0_or_2_with_one_line(capsys, options):
         argv += [f"{flag}={value}"]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        rc, err = run([*argv, "--out", str(out)], capsys)
+        rc, _, err = run_cli([*argv, "--out", str(out)], capsys)
         assert_clean_exit(rc, err)
         if rc == 0:
             assert_finite_checkpoint(out)
@@ -140,7 +121,7 @@ def test_fuzzed_option_values_exit_0_or_2_with_one_line(capsys, options):
 # -- the divergence case -------------------------------------------------------------------
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_a_diverging_run_stops_with_one_line_and_keeps_finite_weights(optimizer, capsys, tmp_path):
-    rc, err = run(["train", *FAST, "--epochs", "2", "--optimizer", optimizer, "--lr", "1e30",
+    rc, _, err = run_cli(["train", *FAST, "--epochs", "2", "--optimizer", optimizer, "--lr", "1e30",
                    "--out", str(tmp_path)], capsys)
     line = assert_clean_exit(rc, err, "diverged", "epoch 1", "batch", "lower the learning rate",
                              "--lr 1e+30", str(tmp_path / "checkpoint.npz"))
@@ -159,7 +140,7 @@ def test_non_finite_weights_are_never_saved(capsys, tmp_path):
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     ndl.save(ckpt, damaged / "checkpoint.npz")
-    rc, err = run(["train", "--resume", str(damaged), "--epochs", "2", "--no-progress"], capsys)
+    rc, _, err = run_cli(["train", "--resume", str(damaged), "--epochs", "2", "--no-progress"], capsys)
     assert_clean_exit(rc, err, "damaged run checkpoint", name, "non-finite")
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
 
@@ -183,10 +164,10 @@ def test_two_processes_on_one_out_one_trains_the_other_exits_2(tmp_path):
 def test_a_locked_directory_is_refused_naming_the_holder(capsys, tmp_path):
     lock = rundir.claim(tmp_path)  # another run holds it (an open file description of its own)
     try:
-        rc, err = run(["train", *FAST, "--epochs", "1", "--out", str(tmp_path)], capsys)
+        rc, _, err = run_cli(["train", *FAST, "--epochs", "1", "--out", str(tmp_path)], capsys)
         assert_clean_exit(rc, err, str(tmp_path), "in use by another 'needle train'",
                           f"pid {os.getpid()}")
-        rc, err = run(["train", "--resume", str(tmp_path), "--no-progress"], capsys)
+        rc, _, err = run_cli(["train", "--resume", str(tmp_path), "--no-progress"], capsys)
         assert_clean_exit(rc, err, "in use")
     finally:
         lock.release()
@@ -203,7 +184,7 @@ def test_planted_links_are_refused_never_followed(name, dangling, capsys, tmp_pa
     out = tmp_path / "run"
     out.mkdir()
     (out / name).symlink_to(victim)
-    rc, err = run(["train", *FAST, "--epochs", "1", "--out", str(out)], capsys)
+    rc, _, err = run_cli(["train", *FAST, "--epochs", "1", "--out", str(out)], capsys)
     line = assert_clean_exit(rc, err, str(out))
     assert rc == 2 and ("symbolic link" in line or "already holds a run" in line), line
     assert victim.read_bytes() == b"precious" if not dangling else not os.path.lexists(victim)
@@ -219,7 +200,7 @@ def test_links_at_temporary_names_are_never_written_through(name, capsys, tmp_pa
     out = tmp_path / "run"
     out.mkdir()
     (out / name).symlink_to(victim)
-    rc, err = run(["train", *FAST, "--epochs", "1", "--out", str(out)], capsys)
+    rc, _, err = run_cli(["train", *FAST, "--epochs", "1", "--out", str(out)], capsys)
     assert_clean_exit(rc, err)
     assert rc == 0 and victim.read_bytes() == b"precious"
     assert_finite_checkpoint(out)
@@ -231,7 +212,7 @@ def test_a_link_planted_before_a_resume_is_refused(capsys, tmp_path):
     victim.write_bytes(b"precious")
     (tmp_path / "run" / "metrics.jsonl").unlink()
     (tmp_path / "run" / "metrics.jsonl").symlink_to(victim)
-    rc, err = run(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--no-progress"],
+    rc, _, err = run_cli(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--no-progress"],
                   capsys)
     assert_clean_exit(rc, err, "metrics.jsonl", "symbolic link")
     assert victim.read_bytes() == b"precious"
@@ -245,7 +226,7 @@ def test_a_run_killed_before_its_first_checkpoint_can_be_started_again(capsys, t
         (out / ".needle-train.lock").write_text("pid 1\n")  # what a killed start leaves
         (out / "metrics.jsonl").write_text("")
         extra = FAST if flag == "--out" else ["--no-progress"]
-        rc, err = run(["train", *extra, "--epochs", "1", flag, str(out)], capsys)
+        rc, _, err = run_cli(["train", *extra, "--epochs", "1", flag, str(out)], capsys)
         assert rc == 0, err
         said = "starting it again" if flag == "--out" else "starting it from the beginning"
         assert said in err and "stopped before" in err
@@ -293,7 +274,7 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_previous(capsys
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(serialization, "_write_array", full)
-    rc, err = run(["train", "--resume", str(tmp_path), "--epochs", "2", "--no-progress"], capsys)
+    rc, _, err = run_cli(["train", "--resume", str(tmp_path), "--epochs", "2", "--no-progress"], capsys)
     assert_clean_exit(rc, err, str(tmp_path / "checkpoint.npz"), "No space left on device")
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == [".needle-train.lock", "checkpoint.npz", "curves.png",
@@ -301,21 +282,21 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_previous(capsys
 
 
 def test_read_only_impossible_and_occupied_output_paths(capsys, tmp_path, monkeypatch):
-    rc, err = run(["train", *FAST, "--out", "/dev/null/run"], capsys)
+    rc, _, err = run_cli(["train", *FAST, "--out", "/dev/null/run"], capsys)
     assert_clean_exit(rc, err, "/dev/null/run")
     (tmp_path / "file").write_text("x")
-    rc, err = run(["train", *FAST, "--out", str(tmp_path / "file" / "run")], capsys)
+    rc, _, err = run_cli(["train", *FAST, "--out", str(tmp_path / "file" / "run")], capsys)
     assert_clean_exit(rc, err, str(tmp_path / "file" / "run"))
     busy = tmp_path / "busy"
     (busy / "metrics.jsonl").mkdir(parents=True)  # a directory in the way of a file
-    rc, err = run(["train", *FAST, "--epochs", "1", "--out", str(busy)], capsys)
+    rc, _, err = run_cli(["train", *FAST, "--epochs", "1", "--out", str(busy)], capsys)
     assert_clean_exit(rc, err, str(busy / "metrics.jsonl"))
 
     def read_only(self, *args, **kwargs):  # tests run as root, where chmod cannot forbid
         raise OSError(errno.EROFS, "Read-only file system", str(self))
 
     monkeypatch.setattr(Path, "mkdir", read_only)
-    rc, err = run(["train", *FAST, "--out", str(tmp_path / "ro")], capsys)
+    rc, _, err = run_cli(["train", *FAST, "--out", str(tmp_path / "ro")], capsys)
     assert_clean_exit(rc, err, str(tmp_path / "ro"), "Read-only file system")
 
 
@@ -417,7 +398,7 @@ def test_fuzzed_damaged_run_directories_exit_0_or_2_with_one_line(capsys, saved_
         _apply(out, kind, how)
         for argv in (["train", "--resume", str(out), "--epochs", "2", "--no-progress"],
                      ["eval", "--checkpoint", str(out)]):
-            rc, err = run(argv, capsys)
+            rc, _, err = run_cli(argv, capsys)
             assert_clean_exit(rc, err)
             if rc == 0 and argv[0] == "train":
                 assert_finite_checkpoint(out)
@@ -433,7 +414,7 @@ def test_mnist_files_without_anything_to_learn(count, rows, fragment, capsys, tm
             + bytes(count * rows * rows))
         (tmp_path / f"{part}-labels-idx1-ubyte").write_bytes(
             bytes([0, 0, 8, 1]) + np.array([count], ">u4").tobytes() + bytes(count))
-    rc, err = run(["train", *FAST, "--dataset", "mnist", "--data-dir", str(tmp_path),
+    rc, _, err = run_cli(["train", *FAST, "--dataset", "mnist", "--data-dir", str(tmp_path),
                    "--out", str(tmp_path / "run")], capsys)
     assert_clean_exit(rc, err, fragment)
     assert rc == 2 and not (tmp_path / "run").exists()
@@ -459,6 +440,6 @@ def test_damaged_values_the_issue_and_the_fuzzer_found(which, kind, how, fragmen
         (out / entry.name).write_bytes(entry.read_bytes())
     _apply(out, kind, how)
     before = (out / "checkpoint.npz").read_bytes()
-    rc, err = run(["train", "--resume", str(out), "--epochs", "2", "--no-progress"], capsys)
+    rc, _, err = run_cli(["train", "--resume", str(out), "--epochs", "2", "--no-progress"], capsys)
     assert_clean_exit(rc, err, "damaged run checkpoint", fragment)
     assert rc == 2 and (out / "checkpoint.npz").read_bytes() == before

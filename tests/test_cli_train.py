@@ -7,7 +7,6 @@ script itself runs in a subprocess for a full run and for Ctrl-C.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,37 +15,14 @@ import time
 from pathlib import Path
 
 import needle as ndl
-import numpy as np
 import pytest
+from conftest import StopAfter, assert_same_run, metrics
 from needle.cli import main
-from needle.cli.train import StopRequest, train
+from needle.cli.train import train
 
 TINY = ["--no-progress", "--hidden-dim", "32", "--batch-size", "32"]
 KEYS = {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
         "train_seconds", "examples", "examples_per_s"}
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    """Bit-identical weights, optimizer state and per-epoch numbers (timings aside)."""
-    ca, cb = ndl.load(a / "checkpoint.npz"), ndl.load(b / "checkpoint.npz")
-    assert ca["epoch"] == cb["epoch"] and cb["position"] is None
-    assert ca["model"].keys() == cb["model"].keys()
-    for key in ca["model"]:
-        np.testing.assert_array_equal(ca["model"][key].numpy(), cb["model"][key].numpy(), key)
-    for i, state in ca["optimizer"]["state"].items():
-        for name, value in state.items():
-            other = cb["optimizer"]["state"][i][name]
-            if isinstance(value, ndl.Tensor):
-                value, other = value.numpy(), other.numpy()
-            np.testing.assert_array_equal(value, other)
-    np.testing.assert_array_equal(ca["rng"]["keys"], cb["rng"]["keys"])
-    drop = {"seconds", "train_seconds", "examples_per_s"}
-    strip = [[{k: v for k, v in m.items() if k not in drop} for m in metrics(r)] for r in (a, b)]
-    assert strip[0] == strip[1]
 
 
 def cli_env() -> dict[str, str]:
@@ -103,18 +79,6 @@ def test_two_epochs_plus_resume_equals_four_straight(tmp_path, capsys):
     assert len(metrics(tmp_path / "b")) == 2
     assert main(["train", "--resume", str(tmp_path / "b"), "--epochs", "4", "--no-progress"]) == 0
     assert_same_run(tmp_path / "a", tmp_path / "b")
-
-
-class StopAfter(StopRequest):
-    """Asks to stop after ``steps`` training steps, as a Ctrl-C there would."""
-
-    def __init__(self, steps: int) -> None:
-        super().__init__()
-        self.steps = steps
-
-    def __call__(self) -> bool:
-        self.steps -= 1
-        return self.steps <= 0
 
 
 @pytest.mark.parametrize("steps", [17, 45])  # mid epoch 1 (45 batches/epoch), end of epoch 1
