@@ -74,8 +74,9 @@ class MultiHeadAttention(Module):
         self.dropout = Dropout(dropout)
 
     def create_causal_mask(self, i: int, j: int, device: Any) -> Any:
-        """An additive (1, 1, i, j) mask as a backend array: 0 where query r may see key c
-        (c ≤ r + j - i), the most negative float32 elsewhere (the course's helper)."""
+        """An additive (1, 1, i, j) mask as the course's ``NDArray`` (its helper, and its
+        return type): 0 where query r may see key c (c ≤ r + j - i), the most negative
+        float32 elsewhere. ``forward`` makes it a constant Tensor."""
         mask = _MASKED * np.triu(np.ones((1, 1, i, j), dtype=np.float32), j - i + 1)
         return backend_ndarray.array(mask, device=device)
 
