@@ -41,7 +41,7 @@ def as_tensor(data: Any, *, dtype: Any = None, device: Device | str | None = Non
     dev = _device(device)
     bk = dev.backend
     if (isinstance(data, getattr(bk, "array_types", ())) and not isinstance(data, np.generic)
-            and (dtype is None or np.dtype(dtype) == data.dtype)):
+            and (dtype is None or np.dtype(dtype) == getattr(data, "dtype", None))):
         return _new(data, dev, False)
     return _new(bk.array(data, dtypes.infer_dtype(data, dtype)), dev, False)
 
