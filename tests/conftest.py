@@ -134,6 +134,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 def assert_one_line_error(rc: int, err: str, *fragments: str) -> None:
+    """Exit status 2 and one ``error:`` line on stderr (no traceback) holding ``fragments``."""
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -143,6 +144,7 @@ def assert_one_line_error(rc: int, err: str, *fragments: str) -> None:
 
 
 def metrics(run: Path) -> list[dict]:
+    """The rows of a run directory's ``metrics.jsonl``, one per epoch."""
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
