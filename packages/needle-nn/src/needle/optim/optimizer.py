@@ -40,14 +40,16 @@ class Optimizer:
 
     Subclasses list their hyper-parameters in ``hyper_names`` and their
     per-parameter state arrays in ``state_arrays``; ``self.state[i]`` maps those
-    names to backend arrays, and the names in ``state_ints`` (Adam's ``"step"``) to ints.
+    names to backend arrays (views into the flat state of ``state.py``: change them in
+    place or through ``load_state_dict``), and the names in ``state_ints`` (Adam's
+    ``"step"``) to ints. A subclass writes its update formula once, in ``_update``.
 
     ``foreach`` and ``fused`` choose the path of ``step()`` (PyTorch's keywords; see the
     module docstring): ``fused=True`` or ``foreach=True`` the fused path, ``False`` the
     for-loop; left at ``None`` the fused path, the fastest on the CPU backend for any
     model with more than one parameter. needle has one multi-tensor implementation,
     so ``foreach=True`` selects the same path as ``fused=True``. ``self.fused`` says
-    which runs.
+    which runs (and may be changed between steps: both paths share the state).
 
     ``params`` is an iterable of Tensors, of ``(name, Tensor)`` pairs (what
     ``model.named_parameters()`` yields), or PyTorch's parameter groups: a list of
@@ -235,33 +237,39 @@ class Optimizer:
 
     def _fused_update(self, run: list[tuple[int, Tensor, Array, Array]], hyper: dict[str, Any],
                       step: int) -> None:
-        """Concatenate the run's values and gradients, update them over the run's window of
-        the flat state, copy the new values back into each parameter's own array."""
+        """Copy the run's values into the flat scratch buffer ``"values"`` and concatenate
+        its gradients, update them over the run's window of the flat state in one call,
+        copy the new values back into each parameter's own array.
+
+        Why a scratch buffer for the values: it is allocated once and each parameter's
+        view of it is made once, so the two copies cost one call per parameter each.
+        """
         first, last = run[0][0], run[-1][0]
-        bucket, start, _ = self._layout.slots[first]
-        end = self._layout.slots[last][2]
+        layout = self._layout
+        bucket, start, _ = layout.slots[first]
+        end = layout.slots[last][2]
         backend = bucket.backend
         names = self._state_names(hyper)
         try:
-            if len(run) == 1:  # nothing to concatenate: update the parameter itself
+            if len(run) == 1:  # nothing to gather: update the parameter itself
                 self._update(backend, run[0][2], run[0][3], self._state_of(first, names), hyper,
                              step)
             else:
-                values = backend.concatenate([data for _, _, data, _ in run], None)
+                setitem, values = backend.setitem, layout.views("values")
+                for i, _, data, _ in run:
+                    setitem(values[i], ..., data)
                 grads = backend.concatenate([grad for _, _, _, grad in run], None)
                 window = {name: bucket.window(name, start, end) for name in names}
-                self._update(backend, values, grads, window, hyper, step)
-                offset = 0
-                for _, _, data, _ in run:
-                    n = offset + data.size
-                    backend.setitem(data, ..., backend.reshape(
-                        backend.getitem(values, slice(offset, n)), data.shape))
-                    offset = n
+                self._update(backend, bucket.window("values", start, end), grads, window, hyper,
+                             step)
+                for i, _, data, _ in run:
+                    setitem(data, ..., values[i])
         except Exception as exc:
             where = f"parameter {first}" if first == last else f"parameters {first}..{last}"
             raise self._update_failed(where, run[0][1], exc) from exc
-        for i, _, _, _ in run:
-            self._stepped(i, names, step)
+        if self.state_ints or any(i not in self.state for i, _, _, _ in run):
+            for i, _, _, _ in run:
+                self._stepped(i, names, step)
 
     def _state_of(self, i: int, names: tuple[str, ...]) -> dict[str, Array]:
         """Parameter ``i``'s state arrays ``names`` (views; zeros before its first step)."""

@@ -53,6 +53,7 @@ class StateLayout:
 
     def __init__(self, params: list[Tensor]) -> None:
         self.keys = [key_of(p) for p in params]
+        self._views: dict[str, list[Array]] = {}
         buckets: dict[tuple[Device, Any], Bucket] = {}
         self.slots: list[tuple[Bucket, int, int]] = []
         for device, dtype, shape in self.keys:
@@ -76,6 +77,14 @@ class StateLayout:
         """Parameter ``i``'s state ``name``, shaped like the parameter (a view)."""
         bucket, start, end = self.slots[i]
         return bucket.backend.reshape(bucket.window(name, start, end), self.keys[i][2])
+
+    def views(self, name: str) -> list[Array]:
+        """Every parameter's view of buffer ``name``, made once per layout (the fused path's
+        scratch copies of values and gradients go through these on every step)."""
+        views = self._views.get(name)
+        if views is None:
+            views = self._views[name] = [self.view(i, name) for i in range(len(self.keys))]
+        return views
 
     def entry(self, i: int, names: tuple[str, ...]) -> dict[str, Array]:
         """A fresh state entry for parameter ``i``: views of the (zero) state ``names``."""
