@@ -5,10 +5,12 @@ Each optimizer writes its update formula once (``_update``, a call of the backen
 ``.grad``), and ``step()`` calls it by one of two paths, chosen at construction:
 
 * **fused** (the default, ``fused=True``): parameters that share a device, dtype,
-  hyper-parameters and step count form a run; the run's gradients and values are
-  concatenated, updated in one call over the run's window of the flat state, and
-  the new values copied back (tinygrad's concatenate, one kernel, split). A model
-  is one run, so a step is a few backend calls instead of a few per parameter.
+  hyper-parameters and step count form a run; the run's gradients are concatenated
+  and its values copied into a flat scratch buffer, updated in one call over the
+  run's window of the flat state, and the new values copied back (tinygrad's
+  concatenate, one kernel, split). A model is one run, so a step is one kernel call
+  plus two copies per parameter instead of a kernel call (several array operations
+  on the CPU) per parameter.
 * **for-loop** (``fused=False`` or ``foreach=False``): one call per parameter.
 
 Both paths read and write the same state (see ``state.py``), so results agree and
@@ -33,6 +35,8 @@ from needle.device import Device
 from .state import StateLayout
 
 Array = Any  # a backend array
+#: One parameter's share of a step: index, parameter, hyper-parameters, value, gradient.
+Work = tuple[int, Tensor, dict[str, Any], Array, Array]
 
 
 class Optimizer:
@@ -167,12 +171,34 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter that has a gradient, in place, by the path chosen at
         construction (``self.fused``); parameters whose ``grad`` is None are skipped."""
-        if self._layout is None or not self._layout.fits(self.params):
-            self._relayout()
+        work = self._gather()
         if self.fused:
-            self._fused_step()
+            self._fused_step(work)
         else:
-            self._for_loop_step()
+            self._for_loop_step(work)
+
+    def _gather(self) -> list[Work]:
+        """``(index, parameter, hyper-parameters, value array, grad array)`` for every
+        parameter with a gradient, checked by ``_arrays`` (the one check of both paths);
+        the state is laid out again first if a parameter changed device, dtype or shape."""
+        layout = self._layout
+        keys = layout.keys if layout is not None else []
+        stale = len(keys) != len(self.params)
+        work: list[Work] = []
+        i = 0
+        for group in self.param_groups:
+            hyper = self._group_hyper(group)
+            for p in group["params"]:
+                a = p._array
+                if not stale and keys[i] != (p._device, a.dtype, a.shape):
+                    stale = True
+                pair = self._arrays(i, p)
+                if pair is not None:
+                    work.append((i, p, hyper, *pair))
+                i += 1
+        if stale:
+            self._relayout()
+        return work
 
     def _update(self, backend: Any, param: Array, grad: Array, state: dict[str, Array],
                 hyper: dict[str, Any], step: int) -> None:
@@ -184,59 +210,40 @@ class Optimizer:
         """The state arrays an update with ``hyper`` uses (SGD without momentum: none)."""
         return self.state_arrays
 
-    def _for_loop_step(self) -> None:
+    def _for_loop_step(self, work: list[Work]) -> None:
         """One ``_update`` per parameter, on its own array and its state views."""
-        i = 0
-        for group in self.param_groups:
-            hyper = self._group_hyper(group)
+        for i, p, hyper, data, grad in work:
             names = self._state_names(hyper)
-            for p in group["params"]:
-                pair = self._arrays(i, p)
-                if pair is not None:
-                    entry = self.state.get(i) or {}
-                    step = entry.get("step", 0) + 1
-                    try:
-                        self._update(p._device.backend, *pair, self._state_of(i, names), hyper,
-                                     step)
-                    except Exception as exc:
-                        raise self._update_failed(f"parameter {i}", p, exc) from exc
-                    self._stepped(i, names, step)
-                i += 1
+            entry = self.state.get(i)
+            step = entry.get("step", 0) + 1 if entry else 1
+            try:
+                self._update(p._device.backend, data, grad, self._state_of(i, names), hyper, step)
+            except Exception as exc:
+                raise self._update_failed(f"parameter {i}", p, exc) from exc
+            self._stepped(i, names, step)
 
-    def _fused_step(self) -> None:
+    def _fused_step(self, work: list[Work]) -> None:
         """One ``_update`` per run of consecutive parameters with gradients that share a
         device, dtype, hyper-parameters and step count (usually the whole model)."""
-        run: list[tuple[int, Tensor, Array, Array]] = []
-        run_hyper: dict[str, Any] = {}
-        run_step = 0
         state, slots = self.state, self._layout.slots
-        i = 0
-        for group in self.param_groups:
-            hyper = self._group_hyper(group)
-            if run and hyper != run_hyper:
-                self._fused_update(run, run_hyper, run_step)
-                run = []
-            run_hyper = hyper
-            for p in group["params"]:
-                pair = self._arrays(i, p)
-                if pair is None:  # skipped: the run's window of the state would have a hole
-                    if run:
-                        self._fused_update(run, hyper, run_step)
-                        run = []
-                else:
-                    entry = state.get(i)
-                    step = entry.get("step", 0) + 1 if entry else 1
-                    if run and (step != run_step or slots[i][0] is not slots[i - 1][0]):
-                        self._fused_update(run, hyper, run_step)
-                        run = []
-                    run.append((i, p, *pair))
-                    run_step = step
-                i += 1
+        run: list[Work] = []
+        run_step = 0
+        for item in work:
+            i, hyper = item[0], item[2]
+            entry = state.get(i)
+            step = entry.get("step", 0) + 1 if entry else 1
+            if run:
+                last = run[-1]
+                if last[0] != i - 1 or slots[i][0] is not slots[i - 1][0] or step != run_step \
+                        or (hyper is not last[2] and hyper != last[2]):
+                    self._fused_update(run, run_step)
+                    run = []
+            run.append(item)
+            run_step = step
         if run:
-            self._fused_update(run, run_hyper, run_step)
+            self._fused_update(run, run_step)
 
-    def _fused_update(self, run: list[tuple[int, Tensor, Array, Array]], hyper: dict[str, Any],
-                      step: int) -> None:
+    def _fused_update(self, run: list[Work], step: int) -> None:
         """Copy the run's values into the flat scratch buffer ``"values"`` and concatenate
         its gradients, update them over the run's window of the flat state in one call,
         copy the new values back into each parameter's own array.
@@ -244,7 +251,7 @@ class Optimizer:
         Why a scratch buffer for the values: it is allocated once and each parameter's
         view of it is made once, so the two copies cost one call per parameter each.
         """
-        first, last = run[0][0], run[-1][0]
+        first, last, hyper = run[0][0], run[-1][0], run[0][2]
         layout = self._layout
         bucket, start, _ = layout.slots[first]
         end = layout.slots[last][2]
@@ -252,24 +259,29 @@ class Optimizer:
         names = self._state_names(hyper)
         try:
             if len(run) == 1:  # nothing to gather: update the parameter itself
-                self._update(backend, run[0][2], run[0][3], self._state_of(first, names), hyper,
+                self._update(backend, run[0][3], run[0][4], self._state_of(first, names), hyper,
                              step)
             else:
                 setitem, values = backend.setitem, layout.views("values")
-                for i, _, data, _ in run:
+                for i, _, _, data, _ in run:
                     setitem(values[i], ..., data)
-                grads = backend.concatenate([grad for _, _, _, grad in run], None)
+                grads = backend.concatenate([item[4] for item in run], None)
                 window = {name: bucket.window(name, start, end) for name in names}
                 self._update(backend, bucket.window("values", start, end), grads, window, hyper,
                              step)
-                for i, _, data, _ in run:
+                for i, _, _, data, _ in run:
                     setitem(data, ..., values[i])
         except Exception as exc:
             where = f"parameter {first}" if first == last else f"parameters {first}..{last}"
             raise self._update_failed(where, run[0][1], exc) from exc
-        if self.state_ints or any(i not in self.state for i, _, _, _ in run):
-            for i, _, _, _ in run:
+        state, counted, full = self.state, bool(self.state_ints), len(names) + len(self.state_ints)
+        for item in run:
+            i = item[0]
+            entry = state.get(i)
+            if entry is None or len(entry) < full:
                 self._stepped(i, names, step)
+            elif counted:  # the usual case, inline: this loop runs for every parameter
+                entry["step"] = step
 
     def _state_of(self, i: int, names: tuple[str, ...]) -> dict[str, Array]:
         """Parameter ``i``'s state arrays ``names`` (views; zeros before its first step)."""

@@ -4,7 +4,8 @@ and state name, of which each parameter's entry (``optimizer.state[i]["m"]``) is
 Why one layout for every path: the per-parameter path updates the views, the fused
 path updates a window over consecutive parameters in one call, and both write the
 same memory, so either can run on any step. Only the optimizer's own state lives in
-these buffers; parameters keep their own arrays (nothing of theirs is aliased).
+these buffers (and the fused path's ``"values"`` scratch, a copy of the parameters
+during a step); parameters keep their own arrays (nothing of theirs is aliased).
 """
 
 from __future__ import annotations
@@ -63,15 +64,6 @@ class StateLayout:
             n = int(np.prod(shape))
             self.slots.append((bucket, bucket.size, bucket.size + n))
             bucket.size += n
-
-    def fits(self, params: list[Tensor]) -> bool:
-        """Whether every parameter still has the device, dtype and shape it was laid out for
-        (``Module.to`` or ``p.data = ...`` of another shape change them)."""
-        for p, key in zip(params, self.keys):
-            a = p._array
-            if key != (p._device, a.dtype, a.shape):
-                return False
-        return len(params) == len(self.keys)
 
     def view(self, i: int, name: str) -> Array:
         """Parameter ``i``'s state ``name``, shaped like the parameter (a view)."""
