@@ -80,7 +80,7 @@ class Optimizer:
         if not self.params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
         self.state: dict[int, dict[str, Any]] = {}
-        self._layout: StateLayout | None = None  # made by the first step
+        self._layout = StateLayout([])  # laid out for the parameters by the first step
         if defaults:
             for group in self.param_groups:
                 self.validate(**self._group_hyper(group))
@@ -181,8 +181,7 @@ class Optimizer:
         """``(index, parameter, hyper-parameters, value array, grad array)`` for every
         parameter with a gradient, checked by ``_arrays`` (the one check of both paths);
         the state is laid out again first if a parameter changed device, dtype or shape."""
-        layout = self._layout
-        keys = layout.keys if layout is not None else []
+        keys = self._layout.keys
         stale = len(keys) != len(self.params)
         work: list[Work] = []
         i = 0
@@ -306,11 +305,11 @@ class Optimizer:
         """Lay the state out for the parameters as they are now (first step, a new group,
         ``Module.to``, a load): each entry's arrays move from ``sources[i]`` (by default
         where the last layout had them) into the new buffers."""
-        old = self._layout
+        old = self._layout.keys
         layout = StateLayout(self.params)
         for i, entry in self.state.items():
             source = sources[i] if sources is not None else \
-                old.keys[i][0] if old is not None else self.params[i]._device
+                old[i][0] if i < len(old) else self.params[i]._device
             layout.adopt(i, entry, self.state_arrays, source, f"{type(self).__name__}.step")
         self._layout = layout
 
@@ -328,7 +327,8 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}.step: parameter {i} is on {p.device} but its "
                              f"grad is on {g.device}")
         flags = getattr(data, "flags", None)
-        if (flags is not None and not flags.writeable) or 0 in getattr(data, "strides", ()):
+        if (flags is not None and not getattr(flags, "writeable", True)) \
+                or 0 in getattr(data, "strides", ()):  # CuPy's flags have no writeable
             # A read-only or broadcast view (several elements share memory):
             # give the parameter its own array once, then update that in place.
             data = p._array = p._device.backend.copy(data)

@@ -71,8 +71,8 @@ class StateLayout:
         return bucket.backend.reshape(bucket.window(name, start, end), self.keys[i][2])
 
     def views(self, name: str) -> list[Array]:
-        """Every parameter's view of buffer ``name``, made once per layout (the fused path's
-        scratch copies of values and gradients go through these on every step)."""
+        """Every parameter's view of buffer ``name``, made once per layout (the fused path
+        copies values into and out of its ``"values"`` scratch through these every step)."""
         views = self._views.get(name)
         if views is None:
             views = self._views[name] = [self.view(i, name) for i in range(len(self.keys))]
