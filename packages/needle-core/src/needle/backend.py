@@ -419,7 +419,8 @@ def shift_of(backend: Backend, a: Array, axis: Axes) -> Array:
     """The shift of a stable logsumexp or softmax: the max over ``axis`` (kept), 0 where that
     max is ±inf (x − inf would be NaN), built from contract methods so every backend has it."""
     m = backend.max(a, axis, keepdims=True)
-    return backend.where(backend.equal(backend.subtract(m, m), 0.0), m, 0.0)
+    finite = backend.less(backend.maximum(m, backend.negative(m)), float("inf"))  # |m| < inf
+    return backend.where(finite, m, 0.0)
 
 
 def reduced_shape(shape: Shape, axis: Axes) -> Shape:
