@@ -109,11 +109,18 @@ _ARRAY_MATHS: dict[int, ArrayMath] = {}
 
 
 def array_math(backend: Backend) -> ArrayMath:
-    """The (cached) array namespace of ``backend``."""
+    """The (cached) array namespace of ``backend``. It holds the backend's methods as they
+    were when first asked for: code that later replaces them on the object (a profiler's
+    wrappers) calls ``forget(backend)``."""
     xp = _ARRAY_MATHS.get(id(backend))
     if xp is None or xp.backend is not backend:
         xp = _ARRAY_MATHS[id(backend)] = ArrayMath(backend)
     return xp
+
+
+def forget(backend: Backend) -> None:
+    """Drop ``backend``'s cached namespace (its methods were replaced)."""
+    _ARRAY_MATHS.pop(id(backend), None)
 
 
 class TensorMath:
@@ -275,7 +282,8 @@ def expand(xp: Any, g: Any, shape: tuple[int, ...], axes: tuple[int, ...] | None
     return xp.broadcast_to(xp.reshape(g, keepdims_shape(shape, axes)), shape)
 
 
-__all__ = ["TENSOR_MATH", "ArrayMath", "TensorMath", "array_math", "broadcast_axes", "expand"]
+__all__ = ["TENSOR_MATH", "ArrayMath", "TensorMath", "array_math", "broadcast_axes", "expand",
+           "forget"]
 
 from .. import ops  # noqa: E402
 from .shape import _is_basic  # noqa: E402
