@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("mlp_resnet", "resnet9", "matmul", "overhead", "memory", "transformer_lm")
+BENCHMARKS = ("mlp_resnet", "resnet9", "matmul", "overhead", "memory", "transformer_lm", "lstm_lm")
 PROFILES = ("cpu_profile", "scaling")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")

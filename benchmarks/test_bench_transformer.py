@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _harness
 import numpy as np
 import pytest
 import transformer_lm as bench
@@ -33,14 +34,14 @@ def test_loss_check_passes_the_same_network_and_catches_another():
     data = bench.batches(3, vocab=30, seq=6, batch=4)
     same = {name: bench.needle_step(ndl, bench.needle_model(ndl, **SMALL), data)
             for name in ("a", "b")}
-    losses = bench.check_same_losses(same, 3)
+    losses = _harness.check_same_losses(same, 3)
     assert len(losses) == 3 and losses[2] < losses[0]  # it trains
     other = bench.needle_model(ndl, **SMALL)
     other.linear.weight.data = other.linear.weight * 2.0
     steps = {"a": bench.needle_step(ndl, bench.needle_model(ndl, **SMALL), data),
              "b": bench.needle_step(ndl, other, data)}
     with pytest.raises(AssertionError, match="b's losses differ from a's"):
-        bench.check_same_losses(steps, 3)
+        _harness.check_same_losses(steps, 3)
 
 
 def test_torch_copy_trains_like_needle():
@@ -49,9 +50,9 @@ def test_torch_copy_trains_like_needle():
 
     data = bench.batches(3, vocab=30, seq=6, batch=4)
     steps = {"needle": bench.needle_step(ndl, bench.needle_model(ndl, **SMALL), data),
-             "torch": bench.torch_step(torch, bench.torch_model(
+             "torch": bench.torch_step(torch, bench.torch_copy(
                  torch, bench.needle_model(ndl, **SMALL)), data)}
-    bench.check_same_losses(steps, 3, rtol=1e-4)
+    _harness.check_same_losses(steps, 3, rtol=1e-4)
 
 
 def test_quick_transformer_run_end_to_end():
