@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import _harness
+import _lm
 import numpy as np
 import torch_model
-from transformer_lm import batches
 
 VOCAB, EMBED, HIDDEN, LAYERS = 10_000, 100, 100, 1
 SEQ, BATCH = 20, 16
 LR = 4.0
+OPTIMIZER = ("SGD", {"lr": LR})  # name in needle.optim and torch.optim, arguments
 
 
 def needle_model(ndl: Any, vocab: int = VOCAB, embed: int = EMBED, hidden: int = HIDDEN,
@@ -60,52 +60,9 @@ def torch_copy(torch: Any, lm: Any) -> Any:
     return LM()
 
 
-def needle_step(ndl: Any, lm: Any, data: list) -> _harness.Step:
-    lm.train()
-    opt = ndl.optim.SGD(lm.parameters(), lr=LR)
-    return _harness.train_step(lambda x: lm(x)[0], ndl.nn.SoftmaxLoss(), opt,
-                               _harness.needle_batches(ndl, data))
-
-
-def torch_step(torch: Any, net: Any, data: list) -> _harness.Step:
-    net.train()
-    opt = torch.optim.SGD(net.parameters(), lr=LR)
-    return _harness.train_step(net, torch.nn.functional.cross_entropy, opt,
-                               _harness.torch_batches(torch, data))
-
-
 def main(args: Any) -> None:
-    import needle as ndl
-
-    torch = _harness.import_torch(args.no_torch)
-    _harness.print_machine_line(torch)
-    report = _harness.Report("lstm_lm", args, torch)
-    steps = 3 if args.quick else 40
-
-    def step_fns(data: list) -> dict[str, _harness.Step]:
-        fns = {"needle": needle_step(ndl, needle_model(ndl), data)}
-        if torch is not None:
-            fns["torch"] = torch_step(torch, torch_copy(torch, needle_model(ndl)), data)
-        return fns
-
-    def data(n: int, seed: int = 0) -> list:
-        return batches(n, seed, vocab=VOCAB, seq=SEQ, batch=BATCH)
-
-    if torch is not None:  # both train the same network: three steps' losses agree
-        first = _harness.check_same_losses(step_fns(data(3, seed=1)), 3)
-        print(f"# needle and torch losses agree over 3 steps: {', '.join(f'{v:.4f}' for v in first)}",
-              flush=True)
-    runs = _harness.compare(step_fns(data(steps)), steps, args.repeats, work=steps * SEQ * BATCH)
-    pair = [("needle", "torch")]
-    runs.record(report, {"vocab": VOCAB, "embedding": EMBED, "hidden": HIDDEN, "layers": LAYERS,
-                         "seq": SEQ, "batch": BATCH, "optimizer": "sgd", "lr": LR,
-                         "steps_per_repeat": steps}, "tokens/s", pair)
-    rows = [[f"{LAYERS} layer, {SEQ}x{BATCH} tokens", runs.median("needle"), runs.median("torch"),
-             runs.ratio(*pair[0]), runs.paired(*pair[0]), runs.stepwise(*pair[0])]]
-    report.table(f"LSTM LM training, tokens/s (median of {args.repeats}, "
-                 f"{_harness.bench_threads()} thread(s))",
-                 ["config", "needle", "torch", "needle/torch", "paired", "by step"], rows,
-                 ["ratios are speed ratios: above 1.0 needle trains faster",
-                  "paired: median of per-repeat ratios; by step: the frameworks take turns step "
-                  "by step (1 thread only)"])
-    report.finish()
+    config = {"vocab": VOCAB, "embedding": EMBED, "hidden": HIDDEN, "layers": LAYERS,
+              "seq": SEQ, "batch": BATCH, "optimizer": "sgd", "lr": LR}
+    _lm.main(args, "lstm_lm", "LSTM LM training", config, 3 if args.quick else 40,
+             needle_model, torch_copy, OPTIMIZER,
+             ["both start every step from a zero state"])

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -255,20 +252,15 @@ def test_matmul_check_catches_a_framework_computing_something_else():
         matmul.check_same({"numpy": good, "bad": bad})
 
 
-def test_quick_overhead_run_end_to_end():
+def test_quick_overhead_run_end_to_end(quick_run):
     """The launcher starts the benchmark in its own process with its pinned environment."""
-    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
-    env.pop("NEEDLE_BENCH_CHILD", None)
-    done = subprocess.run([sys.executable, str(HERE / "run.py"), "overhead", "--quick", "--no-torch"],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    records, out = quick_run("overhead", OPENBLAS_CORETYPE="Haswell")
+    lines = out.splitlines()
     assert "unset: OPENBLAS_CORETYPE=Haswell" in lines[1] and "threads 1" in lines[1]
-    records = [json.loads(line) for line in lines if line.startswith("{")]
     assert [r["config"]["op"] for r in records] == list(overhead.CASES)
     for r in records:
         assert r["results"]["needle"]["median"] > 0 and r["ratios"]["needle/numpy"] > 0
-    assert "Per-op overhead" in done.stdout and "NumPy ratios only" in done.stdout
+    assert "Per-op overhead" in out and "NumPy ratios only" in out
 
 
 # -- cpu_profile's recorder ---------------------------------------------------------

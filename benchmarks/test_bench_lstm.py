@@ -4,13 +4,10 @@ end to end through the launcher."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import _harness
+import _lm
 import lstm_lm as bench
 import numpy as np
 import pytest
@@ -20,15 +17,23 @@ HERE = Path(__file__).resolve().parent
 SMALL = {"vocab": 30, "embed": 8, "hidden": 16, "layers": 2}
 
 
+def needle_step(ndl, lm, data):
+    return _lm.needle_step(ndl, lm, data, *bench.OPTIMIZER)
+
+
+def torch_step(torch, net, data):
+    return _lm.torch_step(torch, net, data, *bench.OPTIMIZER)
+
+
 def small_data(steps: int) -> list:
-    return bench.batches(steps, vocab=30, seq=5, batch=3)
+    return _lm.batches(steps, vocab=30, seq=5, batch=3)
 
 
 def test_needle_step_trains():
     import needle as ndl
 
     data = small_data(1)
-    step = bench.needle_step(ndl, bench.needle_model(ndl, **SMALL), data)
+    step = needle_step(ndl, bench.needle_model(ndl, **SMALL), data)
     losses = [_harness.loss_value(step(0)) for _ in range(5)]  # the same batch again
     assert losses[-1] < losses[0] and all(np.isfinite(losses))
 
@@ -51,8 +56,8 @@ def test_torch_copy_trains_like_needle():
     import needle as ndl
 
     data = small_data(3)
-    steps = {"needle": bench.needle_step(ndl, bench.needle_model(ndl, **SMALL), data),
-             "torch": bench.torch_step(torch, bench.torch_copy(
+    steps = {"needle": needle_step(ndl, bench.needle_model(ndl, **SMALL), data),
+             "torch": torch_step(torch, bench.torch_copy(
                  torch, bench.needle_model(ndl, **SMALL)), data)}
     losses = _harness.check_same_losses(steps, 3, rtol=1e-4)
     assert losses[0] != losses[1]  # the weights moved
@@ -64,17 +69,12 @@ def test_launcher_and_hatch_know_the_benchmark():
     assert 'lstm_lm = "python benchmarks/run.py lstm_lm {args}"' in hatch
 
 
-def test_quick_lstm_run_end_to_end():
-    env = dict(os.environ)
-    env.pop("NEEDLE_BENCH_CHILD", None)
-    done = subprocess.run([sys.executable, str(HERE / "run.py"), "lstm_lm", "--quick",
-                           "--no-torch"], capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr
-    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+def test_quick_lstm_run_end_to_end(quick_run):
+    records, out = quick_run("lstm_lm")
     assert len(records) == 1 and records[0]["unit"] == "tokens/s"
     config = records[0]["config"]
     assert (config["vocab"], config["embedding"], config["hidden"]) == (10_000, 100, 100)
     assert (config["seq"], config["batch"]) == (20, 16)
     assert records[0]["results"]["needle"]["median"] > 0
     assert np.isfinite(records[0]["final_loss"]["needle"])
-    assert "LSTM LM training, tokens/s" in done.stdout
+    assert "LSTM LM training, tokens/s" in out

@@ -14,25 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import _harness
+import _lm
 import numpy as np
 import torch_model
 
 VOCAB, EMBED, HEADS, DIM_HEAD, HIDDEN, LAYERS = 10_000, 256, 8, 32, 512, 2
 SEQ, BATCH = 32, 8
 LR = 0.001
-Step = _harness.Step
-
-
-def batches(steps: int, seed: int = 0, vocab: int = VOCAB, seq: int = SEQ,
-            batch: int = BATCH) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(ids (seq, batch), next ids (seq·batch,)) pairs, int64, as the course's PTB batches."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(steps):
-        ids = rng.integers(0, vocab, (seq + 1, batch))
-        out.append((ids[:-1], ids[1:].reshape(-1)))
-    return out
+OPTIMIZER = ("Adam", {"lr": LR})  # name in needle.optim and torch.optim, arguments
 
 
 def needle_model(ndl: Any, vocab: int = VOCAB, embed: int = EMBED, hidden: int = HIDDEN,
@@ -103,49 +92,10 @@ def torch_copy(torch: Any, lm: Any) -> Any:
     return LM()
 
 
-def needle_step(ndl: Any, lm: Any, data: list) -> Step:
-    lm.train()
-    opt = ndl.optim.Adam(lm.parameters(), lr=LR)
-    return _harness.train_step(lambda x: lm(x)[0], ndl.nn.SoftmaxLoss(), opt,
-                               _harness.needle_batches(ndl, data))
-
-
-def torch_step(torch: Any, net: Any, data: list) -> Step:
-    net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-    return _harness.train_step(net, torch.nn.functional.cross_entropy, opt,
-                               _harness.torch_batches(torch, data))
-
-
 def main(args: Any) -> None:
-    import needle as ndl
-
-    torch = _harness.import_torch(args.no_torch)
-    _harness.print_machine_line(torch)
-    report = _harness.Report("transformer_lm", args, torch)
-    steps = 3 if args.quick else 20
-    data = batches(steps)
-    check = batches(3, seed=1)
-    if torch is not None:  # both train the same network: three steps' losses agree
-        first = _harness.check_same_losses(
-            {"needle": needle_step(ndl, needle_model(ndl), check),
-             "torch": torch_step(torch, torch_copy(torch, needle_model(ndl)), check)}, 3)
-        print(f"# needle and torch losses agree over 3 steps: {', '.join(f'{v:.4f}' for v in first)}",
-              flush=True)
-    step_fns: dict[str, Step] = {"needle": needle_step(ndl, needle_model(ndl), data)}
-    if torch is not None:
-        step_fns["torch"] = torch_step(torch, torch_copy(torch, needle_model(ndl)), data)
-    runs = _harness.compare(step_fns, steps, args.repeats, work=steps * SEQ * BATCH)
-    pair = ("needle", "torch")
-    runs.record(report, {"vocab": VOCAB, "embedding": EMBED, "heads": HEADS, "dim_head": DIM_HEAD,
-                         "hidden": HIDDEN, "layers": LAYERS, "seq": SEQ, "batch": BATCH,
-                         "optimizer": "adam", "lr": LR, "steps_per_repeat": steps}, "tokens/s",
-                [pair])
-    rows = [[f"{LAYERS} layers, {SEQ}x{BATCH} tokens", runs.median("needle"), runs.median("torch"),
-             runs.ratio(*pair), runs.paired(*pair), runs.stepwise(*pair)]]
-    report.table(f"Transformer LM training, tokens/s (median of {args.repeats}, "
-                 f"{_harness.bench_threads()} thread(s))",
-                 ["config", "needle", "torch", "needle/torch", "paired", "by step"], rows,
-                 ["ratios are speed ratios: above 1.0 needle trains faster",
-                  "torch uses scaled_dot_product_attention (is_causal=True)"])
-    report.finish()
+    config = {"vocab": VOCAB, "embedding": EMBED, "heads": HEADS, "dim_head": DIM_HEAD,
+              "hidden": HIDDEN, "layers": LAYERS, "seq": SEQ, "batch": BATCH,
+              "optimizer": "adam", "lr": LR}
+    _lm.main(args, "transformer_lm", "Transformer LM training", config, 3 if args.quick else 20,
+             needle_model, torch_copy, OPTIMIZER,
+             ["torch uses scaled_dot_product_attention (is_causal=True)"])
