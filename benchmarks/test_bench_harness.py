@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import _harness
 import _mnist
+import blas
 import cpu_profile
 import matmul
 import needle_model
@@ -309,3 +310,19 @@ def test_recorder_answers_replays_and_restores_the_backend():
         recorder.close()
     assert "matmul" not in vars(backend)  # the instance wrappers are gone
     assert type(backend).matmul is backend.matmul.__func__
+
+
+# -- blas -------------------------------------------------------------------------------
+def test_quick_blas_run_checks_and_times_every_shape(quick_run):
+    records, out = quick_run("blas")
+    assert [r["config"]["shape"] for r in records] == [c[0] for c in blas.cases()]
+    assert all(r["unit"] == "GFLOP/s" and r["results"]["numpy"]["median"] > 0 for r in records)
+    assert "sgemm, GFLOP/s" in out and "not installed here: torch" in out
+
+
+def test_blas_cases_multiply_what_the_label_says():
+    for label, sa, sb, ta, tb in blas.cases():
+        m, k = (sa[1], sa[0]) if ta else sa
+        kb, n = (sb[1], sb[0]) if tb else sb
+        dims = next(w for w in label.split() if w.count("x") == 2)
+        assert k == kb and sorted(map(int, dims.split("x"))) == sorted((m, k, n)), label
