@@ -21,6 +21,7 @@ import numpy_mlp
 import overhead
 import pytest
 import run as launcher
+from _testing import quick_run
 
 HERE = Path(__file__).resolve().parent
 
@@ -253,7 +254,7 @@ def test_matmul_check_catches_a_framework_computing_something_else():
         matmul.check_same({"numpy": good, "bad": bad})
 
 
-def test_quick_overhead_run_end_to_end(quick_run):
+def test_quick_overhead_run_end_to_end():
     """The launcher starts the benchmark in its own process with its pinned environment."""
     records, out = quick_run("overhead", OPENBLAS_CORETYPE="Haswell")
     lines = out.splitlines()
@@ -313,7 +314,7 @@ def test_recorder_answers_replays_and_restores_the_backend():
 
 
 # -- blas -------------------------------------------------------------------------------
-def test_quick_blas_run_checks_and_times_every_shape(quick_run):
+def test_quick_blas_run_checks_and_times_every_shape():
     records, out = quick_run("blas")
     assert [r["config"]["shape"] for r in records] == [c[0] for c in blas.cases()]
     assert all(r["unit"] == "GFLOP/s" and r["results"]["numpy"]["median"] > 0 for r in records)

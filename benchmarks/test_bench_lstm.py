@@ -12,6 +12,7 @@ import lstm_lm as bench
 import numpy as np
 import pytest
 import run as launcher
+from _testing import quick_run
 
 HERE = Path(__file__).resolve().parent
 SMALL = {"vocab": 30, "embed": 8, "hidden": 16, "layers": 2}
@@ -69,7 +70,7 @@ def test_launcher_and_hatch_know_the_benchmark():
     assert 'lstm_lm = "python benchmarks/run.py lstm_lm {args}"' in hatch
 
 
-def test_quick_lstm_run_end_to_end(quick_run):
+def test_quick_lstm_run_end_to_end():
     records, out = quick_run("lstm_lm")
     assert len(records) == 1 and records[0]["unit"] == "tokens/s"
     config = records[0]["config"]

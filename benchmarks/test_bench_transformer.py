@@ -11,6 +11,7 @@ import _lm
 import numpy as np
 import pytest
 import transformer_lm as bench
+from _testing import quick_run
 
 HERE = Path(__file__).resolve().parent
 SMALL = {"vocab": 30, "embed": 8, "hidden": 16, "layers": 2, "seq": 6}
@@ -60,7 +61,7 @@ def test_torch_copy_trains_like_needle():
     _harness.check_same_losses(steps, 3, rtol=1e-4)
 
 
-def test_quick_transformer_run_end_to_end(quick_run):
+def test_quick_transformer_run_end_to_end():
     records, out = quick_run("transformer_lm")
     assert len(records) == 1 and records[0]["unit"] == "tokens/s"
     assert records[0]["config"]["embedding"] == 256 and records[0]["config"]["vocab"] == 10_000
