@@ -111,9 +111,10 @@ _LABELS = np.array([2, 0, 1, 2, 1])
     lambda x, d: (x + x * 2) * (x - 1),
     lambda x, d: (x + 1.5) * 0.5 * x,
 ], ids=["linear", "linear-3d", "batch_norm", "softmax_loss", "relu", "add-mul", "scalars"])
-def test_fast_array_gradients_match_the_tensor_op_formulas(device, f):
-    """backward() runs each op's ``vjp`` on arrays; backward(create_graph=True) runs its
-    ``gradient`` in Tensor ops. Both must give the same numbers."""
+def test_array_and_tensor_worlds_give_the_same_gradients(device, f):
+    """backward() runs each op's one ``backward`` on arrays (fused kernels included),
+    backward(create_graph=True) on Tensor ops (their reference decompositions): the
+    same numbers."""
     x = t64(_RNG.uniform(-1, 1, (5, 4)), device)
     f(x, device).sum().backward()
     fast, x.grad = x.grad.numpy(), None
@@ -186,3 +187,47 @@ def test_backward_without_out_grad_seeds_ones_of_the_output_shape(device):
     (x @ w).backward()
     np.testing.assert_allclose(w.grad.numpy(), np.full((2, 3), 4.0))
     np.testing.assert_allclose(x.grad.numpy(), np.tile(w.numpy().sum(1), (4, 1)))
+
+
+class _Softplus(ndl.autograd.TensorOp):
+    """A user's op written the built-in way: one ``backward`` for both worlds, and a
+    broadcasting second input whose gradient the walk sums back."""
+
+    broadcasts = True
+
+    def compute(self, a, b):
+        bk = self.backend
+        return bk.log(bk.add(bk.exp(bk.add(a, b)), 1.0))
+
+    def backward(self, xp, g, node):
+        a, b = node.inputs
+        s = xp.exp(xp.negative(xp.add(xp.value(a), xp.value(b))))
+        d = xp.divide(g, xp.add(s, 1.0))
+        return d, d
+
+
+def test_a_users_backward_serves_both_worlds_and_broadcasts(device):
+    a = t64(np.array([[0.5, -1.0, 2.0], [0.0, 1.0, -2.0]]), device)
+    b = t64(np.array([0.25, 0.5, -0.5]), device)
+    want = 1 / (1 + np.exp(-(a.numpy() + b.numpy())))
+    _Softplus()(a, b).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), want, rtol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), want.sum(0), rtol=1e-12)
+    a.grad = b.grad = None
+    _Softplus()(a, b).sum().backward(create_graph=True)
+    assert b.grad.op is not None and b.grad.shape == (3,)
+    np.testing.assert_allclose(b.grad.numpy(), want.sum(0), rtol=1e-12)
+    # the course's API: gradient() gives each input's shape too
+    out = _Softplus()(a, b)
+    ga, gb = out.op.gradient_as_tuple(ndl.Tensor(np.ones((2, 3)), device=device), out)
+    assert ga.shape == (2, 3) and gb.shape == (3,)
+
+
+def test_a_subclass_gradient_wins_over_the_inherited_backward(device):
+    class Doubled(ndl.ops.Exp):  # a user's override of a built-in op's derivative
+        def gradient(self, out_grad, node):
+            return out_grad * 2
+
+    x = t64(np.array([1.0, 2.0]), device)
+    Doubled()(x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])

@@ -3,12 +3,18 @@ contract, and reports (rather than hides) what a faulty backend gets wrong."""
 
 from __future__ import annotations
 
+import importlib
+
 import needle as ndl
 import numpy as np
 import pytest
-from needle.backend import Backend
+from needle.backend import OPTIONAL, REQUIRED, Backend
+from needle.device import REGISTRY
 from needle.testing import check_backend
+from needle.xp_backend import ArrayModuleBackend
 from needle_backend_cpu import CPUBackend
+
+device_module = importlib.import_module("needle.device")  # ndl.device is the function
 
 
 def contract_methods() -> set[str]:
@@ -101,3 +107,58 @@ def test_unusable_or_unconvertible_backends_stop_early():
     report = check_backend(NoRoundTrip(), raise_on_failure=False)
     assert {m.method for m in report.mismatches} <= {"array", "to_numpy"}
     assert report.mismatches
+
+
+def test_the_contract_declares_two_parts_and_nothing_else():
+    """Every public method is in the required array core or the optional kernels (and
+    availability/device_count); no name in both; every optional one has a default."""
+    assert not set(REQUIRED) & set(OPTIONAL)
+    assert contract_methods() == set(REQUIRED) | set(OPTIONAL) | {"availability",
+                                                                  "device_count"}
+    for name in REQUIRED:
+        assert "raise NotImplementedError" in _source(getattr(Backend, name)), name
+    defaults = {"from_dlpack"}  # the one optional method with no portable default
+    for name in set(OPTIONAL) - defaults:
+        assert "raise NotImplementedError" not in _source(getattr(Backend, name)), name
+
+
+def _source(fn) -> str:
+    import inspect
+
+    return inspect.getsource(fn)
+
+
+class _Host(ArrayModuleBackend):
+    """A stranger's backend for a NumPy-compatible library: the class plus ``xp``."""
+
+    name = "host"
+    xp = np
+    array_types = (np.ndarray,)
+
+
+def test_a_numpy_namespace_backend_is_a_few_lines_and_conforms():
+    report = check_backend(_Host())
+    assert report.ok and report.methods >= set(REQUIRED) | set(OPTIONAL)
+    assert _Host.add is np.add  # bound one call deep: xp is a module on the class
+
+
+def test_a_numpy_namespace_backend_trains_through_a_device(monkeypatch):
+    monkeypatch.setattr(REGISTRY, "_backends", dict(REGISTRY._backends))
+    monkeypatch.setattr(device_module, "_DEVICES", dict(device_module._DEVICES))
+    REGISTRY.register(_Host())
+    dev = ndl.device("host")
+    rng = np.random.default_rng(0)
+    x = ndl.Tensor(rng.normal(size=(16, 4)), device=dev, dtype="float32")
+    y = ndl.Tensor(rng.integers(0, 3, 16), device=dev, dtype="int64")
+    model = ndl.nn.Sequential(ndl.nn.Linear(4, 8, device=dev), ndl.nn.ReLU(),
+                              ndl.nn.Linear(8, 3, device=dev))
+    opt = ndl.optim.SGD(model.parameters(), lr=0.5)
+    losses = []
+    for _ in range(20):
+        loss = ndl.nn.SoftmaxLoss()(model(x), y)
+        opt.reset_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.numpy()))
+    assert losses[-1] < losses[0] * 0.7
+    assert model(x).device == dev

@@ -254,7 +254,9 @@ class NumPyAsCuPy(types.ModuleType):
         super().__init__("cupy")
         self.random = _Random()
         self.ndarray = np.ndarray
-        self.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+        stream = types.SimpleNamespace(synchronize=lambda: None)
+        self.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+                                          get_current_stream=lambda: stream)
         self.RawModule = _ReferenceRowModule
         self.ElementwiseKernel = functools.partial(_CxxElementwiseKernel, build_dir=build_dir)
 

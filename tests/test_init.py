@@ -11,18 +11,47 @@ import numpy as np
 import pytest
 
 
-def test_rand_and_randn_are_numpy_draws_scaled_then_cast(device):
+def test_rand_and_randn_are_numpy_draws_cast_then_scaled_in_their_dtype(device):
+    # The course's NDArray devices: a float32 draw, then float32 multiply and add (each
+    # rounded). Scaling in float64 before the cast differs in the last bit for most values.
     np.random.seed(7)
-    u = np.random.rand(3, 4)
-    z = np.random.randn(2, 5)
+    u = np.random.rand(3, 4).astype(np.float32)
+    z = np.random.randn(2, 5).astype(np.float32)
     ndl.manual_seed(7)
     a = init.rand(3, 4, low=-2.0, high=3.0, device=device)
-    b = init.randn(2, 5, mean=1.5, std=0.5, device=device)
-    assert a.dtype == np.float32 and a.device == device and not a.requires_grad
+    b = init.randn(2, 5, mean=1.5, std=0.3, device=device)
+    assert a.dtype == b.dtype == np.float32 and a.device == device and not a.requires_grad
     if device.name == "cpu":  # other backends have their own generators
-        np.testing.assert_array_equal(a.numpy(), (u * 5.0 - 2.0).astype(np.float32))
-        np.testing.assert_array_equal(b.numpy(), (z * 0.5 + 1.5).astype(np.float32))
+        np.testing.assert_array_equal(a.numpy(), (u * np.float32(5.0)) + np.float32(-2.0))
+        np.testing.assert_array_equal(b.numpy(), (z * np.float32(0.3)) + np.float32(1.5))
     assert a.numpy().min() >= -2.0 and a.numpy().max() < 3.0
+
+
+def test_float32_scaling_is_not_float64_scaling_rounded():
+    """The two orders really differ (else the test above proves nothing), by at most two
+    float32 steps of the range."""
+    np.random.seed(3)
+    u = np.random.rand(1000)
+    np.random.seed(3)
+    a = init.rand(1000, low=-0.3, high=0.3).numpy()
+    hw2_order = (u * 0.6 - 0.3).astype(np.float32)
+    assert (a != hw2_order).mean() > 0.3
+    assert np.abs(a.astype(np.float64) - hw2_order).max() <= 2 * np.spacing(np.float32(0.3))
+
+
+def test_float64_and_integer_draws_are_scaled_in_float64():
+    np.random.seed(5)
+    u = np.random.rand(4, 3)
+    z = np.random.randn(6)
+    np.random.seed(5)
+    a = init.rand(4, 3, low=-2.0, high=3.0, dtype="float64")
+    b = init.randn(6, mean=1.5, std=0.3, dtype="float64")
+    np.testing.assert_array_equal(a.numpy(), u * 5.0 - 2.0)
+    np.testing.assert_array_equal(b.numpy(), z * 0.3 + 1.5)
+    np.random.seed(5)
+    ints = init.rand(4, 3, low=0.0, high=10.0, dtype="int64").numpy()
+    np.testing.assert_array_equal(ints, (u * 10.0).astype(np.int64))
+    assert ints.max() > 0  # scaled before the cast, not truncated to 0 first
 
 
 def test_shape_as_tuple_dtype_and_requires_grad(device):
@@ -84,27 +113,30 @@ def test_one_hot_rejects_bad_ids(labels, message):
         init.one_hot(3, np.array(labels))
 
 
-def _draw_scale(fn, *args, **kwargs) -> np.ndarray:
+def _draw(fn, *args, **kwargs) -> np.ndarray:
     np.random.seed(11)
-    return fn(*args, **kwargs).numpy().astype(np.float64)
+    return fn(*args, **kwargs).numpy()
 
 
 def test_initializer_formulas_against_numpy():
+    # The bounds and deviations of each initializer, applied to the float32 draw in float32
+    # (init.rand/randn's order), so the comparison is exact.
+    f32 = np.float32
     fan_in, fan_out, gain = 6, 10, 1.7
     np.random.seed(11)
-    u = np.random.rand(fan_in, fan_out)
+    u = np.random.rand(fan_in, fan_out).astype(f32)
     a = gain * math.sqrt(6 / (fan_in + fan_out))
-    np.testing.assert_allclose(_draw_scale(init.xavier_uniform, fan_in, fan_out, gain=gain),
-                               u * 2 * a - a, rtol=1e-6)
+    np.testing.assert_array_equal(_draw(init.xavier_uniform, fan_in, fan_out, gain=gain),
+                                  u * f32(2 * a) + f32(-a))
     bound = math.sqrt(2) * math.sqrt(3 / fan_in)
-    np.testing.assert_allclose(_draw_scale(init.kaiming_uniform, fan_in, fan_out),
-                               u * 2 * bound - bound, rtol=1e-6)
+    np.testing.assert_array_equal(_draw(init.kaiming_uniform, fan_in, fan_out),
+                                  u * f32(2 * bound) + f32(-bound))
     np.random.seed(11)
-    z = np.random.randn(fan_in, fan_out)
-    np.testing.assert_allclose(_draw_scale(init.xavier_normal, fan_in, fan_out, gain=gain),
-                               z * gain * math.sqrt(2 / (fan_in + fan_out)), rtol=1e-6)
-    np.testing.assert_allclose(_draw_scale(init.kaiming_normal, fan_in, fan_out),
-                               z * math.sqrt(2) / math.sqrt(fan_in), rtol=1e-6)
+    z = np.random.randn(fan_in, fan_out).astype(f32)
+    np.testing.assert_array_equal(_draw(init.xavier_normal, fan_in, fan_out, gain=gain),
+                                  z * f32(gain * math.sqrt(2 / (fan_in + fan_out))))
+    np.testing.assert_array_equal(_draw(init.kaiming_normal, fan_in, fan_out),
+                                  z * f32(math.sqrt(2) / math.sqrt(fan_in)))
 
 
 def test_initializer_statistics_on_a_large_draw():

@@ -115,3 +115,45 @@ def test_second_derivative_of_logsumexp_at_a_huge_offset(device):
         g[:, i].sum().backward()
         rows.append(z.grad.numpy()[0])
     np.testing.assert_allclose(np.array(rows), np.diag(p) - np.outer(p, p), atol=1e-9)
+
+
+@given(data=st.data(), create_graph=st.booleans())
+def test_softmax_values_and_gradients_at_large_magnitudes(device, data, create_graph):
+    """The fused softmax (attention's): y and y · (g − Σ g·y) against the reference."""
+    for dtype in PRECISIONS:
+        x = data.draw(large_logits(dtype))
+        axis = data.draw(st.sampled_from([0, 1]))
+        z = ndl.Tensor(x, device=device, dtype=dtype)
+        out = ndl.softmax(z, axis)
+        p = softmax_ref(x, axis)
+        check_close(out.numpy(), p, dtype, "prob")
+        g = np.array(data.draw(st.lists(st.floats(-2, 2), min_size=x.size, max_size=x.size)),
+                     dtype=dtype).reshape(x.shape)
+        out.backward(ndl.Tensor(g, device=device, dtype=dtype), create_graph=create_graph)
+        want = p * (g - (g * p).sum(axis, keepdims=True))
+        check_close(z.grad.numpy(), want, dtype, "prob")
+
+
+def test_second_derivative_of_softmax(device):
+    """∂²(w·softmax(z))/∂z² from the create_graph path against central differences of
+    the first derivative (a float64 finite-difference check of the recorded gradient)."""
+    rng = np.random.default_rng(3)
+    x, w = rng.normal(size=(1, 4)), rng.normal(size=(1, 4))
+
+    def first(v):
+        z = ndl.Tensor(v, device=device, dtype="float64")
+        (ndl.softmax(z) * ndl.Tensor(w, device=device, dtype="float64")).sum().backward(
+            create_graph=True)
+        return z, z.grad
+
+    z, g = first(x)
+    rows = []
+    for i in range(4):
+        z.grad = None
+        g[:, i].sum().backward()
+        rows.append(z.grad.numpy()[0])
+    eps = 1e-6
+    numeric = np.array([(first(x + eps * np.eye(4)[j:j + 1])[1].numpy()
+                         - first(x - eps * np.eye(4)[j:j + 1])[1].numpy())[0] / (2 * eps)
+                        for j in range(4)]).T
+    np.testing.assert_allclose(np.array(rows), numeric, atol=1e-7)

@@ -1,30 +1,21 @@
 """The needle backend contract on CuPy arrays (see ``needle.backend``).
 
-Every method goes through ``self.xp``, CuPy's NumPy-compatible namespace, which
-is imported on first use rather than at ``import needle`` time. Memory comes from
-CuPy's default pool, matrix products from cuBLAS (``cupy.matmul``), random draws
-from CuPy's global generator (so ``cupy.random.seed`` and ``ndl.manual_seed``
-both reproduce a run). Fused kernels live in ``kernels.py``.
+``needle.xp_backend.ArrayModuleBackend`` over ``self.xp``, CuPy's NumPy-compatible
+namespace (imported on first use rather than at ``import needle`` time), plus the
+fused CUDA kernels of ``kernels.py``. Memory comes from CuPy's default pool, matrix
+products from cuBLAS (``cupy.matmul``), random draws from CuPy's global generator (so
+``cupy.random.seed`` and ``ndl.manual_seed`` both reproduce a run).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
-from needle.backend import (
-    Axes,
-    Backend,
-    BackendUnavailable,
-    DType,
-    Shape,
-    conv_out_shape,
-    conv_window_strides,
-    reduced_shape,
-)
+from needle.backend import Axes, BackendUnavailable, DType, Shape, reduced_shape
+from needle.xp_backend import ArrayModuleBackend
 
 from . import _probe, kernels
 
@@ -32,7 +23,7 @@ _RANDOM_DTYPES = (np.dtype("float32"), np.dtype("float64"))
 _UNPROBED = object()
 
 
-class CUDABackend(Backend):
+class CUDABackend(ArrayModuleBackend):
     """NVIDIA GPUs through CuPy: one device (the current CUDA device, GPU 0 by default)."""
 
     name = "cuda"
@@ -59,7 +50,7 @@ class CUDABackend(Backend):
         return xp
 
     @property
-    def array_types(self) -> tuple[type, ...]:
+    def array_types(self) -> tuple[type, ...]:  # type: ignore[override]  # read-only here
         """CuPy's array type once CuPy is loaded; nothing is imported to answer."""
         xp = self._xp or sys.modules.get("cupy")
         return (xp.ndarray,) if xp is not None else ()
@@ -83,36 +74,13 @@ class CUDABackend(Backend):
         self.xp.get_default_memory_pool().free_all_blocks()
 
     # -- creation and conversion -------------------------------------------------
-    def array(self, data: Any, dtype: DType) -> Any:
-        return self.xp.array(data, dtype=dtype)
-
     def to_numpy(self, a: Any) -> np.ndarray:
         return self.xp.asnumpy(a)
-
-    def full(self, shape: Shape, value: float, dtype: DType) -> Any:
-        return self.xp.full(shape, value, dtype=dtype)
 
     def astype(self, a: Any, dtype: DType) -> Any:
         return self.xp.asarray(a).astype(dtype, copy=False)
 
-    def one_hot(self, n: int, indices: Any, dtype: DType) -> Any:
-        xp = self.xp
-        return xp.eye(n, dtype=dtype)[xp.asarray(indices).astype(np.int64)]
-
-    def arange(self, n: int, dtype: DType) -> Any:
-        return self.xp.arange(n, dtype=dtype)
-
-    def copy(self, a: Any) -> Any:
-        return self.xp.copy(a)
-
-    def from_dlpack(self, x: Any) -> Any:
-        """``x``'s GPU memory as a CuPy array, no copy (``needle.from_dlpack``)."""
-        return self.xp.from_dlpack(x)
-
     # -- random: CuPy's global generator (cuRAND) ------------------------------------
-    def seed(self, n: int) -> None:
-        self.xp.random.seed(n)
-
     def rand(self, shape: Shape, dtype: DType) -> Any:
         return self._draw(self.xp.random.random_sample, shape, dtype)
 
@@ -122,9 +90,6 @@ class CUDABackend(Backend):
     def randb(self, shape: Shape, p: float, dtype: DType) -> Any:
         return (self.xp.random.random_sample(shape, dtype=np.float32) <= p).astype(dtype)
 
-    def permutation(self, n: int) -> Any:
-        return self.xp.random.permutation(n)
-
     def _draw(self, fn: Any, shape: Shape, dtype: DType) -> Any:
         # cuRAND draws float32 or float64 directly; other dtypes are converted from float32.
         dtype = np.dtype(dtype)
@@ -132,91 +97,7 @@ class CUDABackend(Backend):
             return fn(shape, dtype=dtype)
         return fn(shape, dtype=np.float32).astype(dtype)
 
-    # -- element-wise -------------------------------------------------------------
-    def add(self, a: Any, b: Any) -> Any:
-        return self.xp.add(a, b)
-
-    def subtract(self, a: Any, b: Any) -> Any:
-        return self.xp.subtract(a, b)
-
-    def multiply(self, a: Any, b: Any) -> Any:
-        return self.xp.multiply(a, b)
-
-    def divide(self, a: Any, b: Any) -> Any:
-        return self.xp.divide(a, b)
-
-    def power(self, a: Any, b: Any) -> Any:
-        return self.xp.power(a, b)
-
-    def negative(self, a: Any) -> Any:
-        return self.xp.negative(a)
-
-    def exp(self, a: Any) -> Any:
-        return self.xp.exp(a)
-
-    def log(self, a: Any) -> Any:
-        return self.xp.log(a)
-
-    def tanh(self, a: Any) -> Any:
-        return self.xp.tanh(a)
-
-    def sqrt(self, a: Any) -> Any:
-        return self.xp.sqrt(a)
-
-    def sin(self, a: Any) -> Any:
-        return self.xp.sin(a)
-
-    def cos(self, a: Any) -> Any:
-        return self.xp.cos(a)
-
-    def prod(self, a: Any, axis: Axes = None, keepdims: bool = False) -> Any:
-        return self.xp.prod(a, axis=axis, keepdims=keepdims)
-
-    def maximum(self, a: Any, b: Any) -> Any:
-        return self.xp.maximum(a, b)
-
-    def where(self, cond: Any, a: Any, b: Any) -> Any:
-        return self.xp.where(cond, a, b)
-
-    def equal(self, a: Any, b: Any) -> Any:
-        return self.xp.equal(a, b)
-
-    def greater(self, a: Any, b: Any) -> Any:
-        return self.xp.greater(a, b)
-
-    def greater_equal(self, a: Any, b: Any) -> Any:
-        return self.xp.greater_equal(a, b)
-
-    def less(self, a: Any, b: Any) -> Any:
-        return self.xp.less(a, b)
-
-    def less_equal(self, a: Any, b: Any) -> Any:
-        return self.xp.less_equal(a, b)
-
-    # -- reductions (CuPy returns 0-d arrays for full reductions, as the contract wants)
-    def sum(self, a: Any, axis: Axes = None, keepdims: bool = False) -> Any:
-        return self.xp.sum(a, axis=axis, keepdims=keepdims)
-
-    def max(self, a: Any, axis: Axes = None, keepdims: bool = False) -> Any:
-        return self.xp.max(a, axis=axis, keepdims=keepdims)
-
-    def argmax(self, a: Any, axis: int | None = None) -> Any:
-        return self.xp.argmax(a, axis=axis)
-
-    # -- linear algebra: cuBLAS ------------------------------------------------------
-    def matmul(self, a: Any, b: Any) -> Any:
-        return self.xp.matmul(a, b)
-
-    # -- shapes and indexing -------------------------------------------------------------
-    def reshape(self, a: Any, shape: Shape) -> Any:
-        return self.xp.reshape(a, shape)
-
-    def transpose(self, a: Any, axes: Sequence[int]) -> Any:
-        return self.xp.transpose(a, axes)
-
-    def broadcast_to(self, a: Any, shape: Shape) -> Any:
-        return self.xp.broadcast_to(a, shape)
-
+    # -- indexing: host index arrays move to the GPU first --------------------------------
     def getitem(self, a: Any, index: Any) -> Any:
         return a[self._device_index(index)]
 
@@ -227,18 +108,6 @@ class CUDABackend(Backend):
 
     def add_at(self, a: Any, index: Any, value: Any) -> None:
         self.xp.add.at(a, self._device_index(index), self.xp.asarray(value))
-
-    def concatenate(self, arrays: Sequence[Any], axis: int | None) -> Any:
-        return self.xp.concatenate(arrays, axis=axis)
-
-    def stack(self, arrays: Sequence[Any], axis: int) -> Any:
-        return self.xp.stack(arrays, axis=axis)
-
-    def flip(self, a: Any, axis: tuple[int, ...]) -> Any:
-        return self.xp.flip(a, axis)
-
-    def pad(self, a: Any, pad_width: Sequence[tuple[int, int]]) -> Any:
-        return self.xp.pad(a, pad_width)
 
     def _device_index(self, index: Any) -> Any:
         """Host index arrays (NumPy arrays, lists) moved to the GPU; the rest as is."""
@@ -375,37 +244,6 @@ class CUDABackend(Backend):
         args = tuple(np.int64(v) if type(v) is int else v for v in args)
         grid, block = launch
         kernel_of(self.xp, name)(grid, block, args)
-
-    def conv(self, x: Any, w: Any, stride: Any, dilation: Any = (1, 1)) -> Any:
-        """im2col through a strided view, then one cuBLAS matrix product."""
-        kh, kw, _, cout = w.shape
-        n, ho, wo = conv_out_shape(x.shape, (kh, kw), stride, dilation)
-        out = self.xp.matmul(self.im2col(x, (kh, kw), stride, dilation), w.reshape(-1, cout))
-        return out.reshape(n, ho, wo, cout)
-
-    def im2col(self, x: Any, kernel: Any, stride: Any, dilation: Any = (1, 1)) -> Any:
-        n, ho, wo = conv_out_shape(x.shape, kernel, stride, dilation)
-        windows = self.xp.lib.stride_tricks.as_strided(
-            x, (n, ho, wo, *kernel, x.shape[3]), conv_window_strides(x.strides, stride, dilation))
-        return windows.reshape(n * ho * wo, -1)  # the one copy
-
-    def col2im(self, cols: Any, shape: Shape, kernel: Any, stride: Any,
-               dilation: Any = (1, 1)) -> Any:
-        """KH*KW strided in-place adds (one copy when windows cannot overlap)."""
-        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-        n, ho, wo = conv_out_shape(shape, kernel, stride, dilation)
-        cols = cols.reshape(n, ho, wo, kh, kw, shape[3])
-        out = self.xp.zeros(tuple(shape), cols.dtype)
-        if sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1:
-            out_windows = self.xp.lib.stride_tricks.as_strided(
-                out, cols.shape, conv_window_strides(out.strides, stride, dilation))
-            out_windows[...] = cols
-            return out
-        for i in range(kh):
-            for j in range(kw):
-                out[:, i * dh:i * dh + sh * (ho - 1) + 1:sh,
-                    j * dw:j * dw + sw * (wo - 1) + 1:sw] += cols[:, :, :, i, j]
-        return out
 
     def sgd_update(self, param: Any, grad: Any, velocity: Any, lr: float, momentum: float,
                    weight_decay: float) -> Any:

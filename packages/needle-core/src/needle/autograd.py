@@ -1,10 +1,12 @@
 """Tensor and reverse-mode automatic differentiation.
 
 A Tensor holds a backend array (``_array``; ``cached_data`` shows it as the course's
-``NDArray``) and, when it needs a gradient,
-the op and inputs that made it. ``backward`` walks those links in reverse
-topological order (an iterative sort, so deep graphs never hit the recursion
-limit) and calls each op's ``gradient``, which is written in Tensor ops.
+``NDArray``) and, when it needs a gradient, the op and inputs that made it.
+``backward`` walks those links in reverse creation order (a heap, no recursion, so
+deep graphs never hit the recursion limit) and calls each op's ``backward``: its
+derivative, written once against a namespace that is the backend's arrays (plain
+``backward()``) or Tensor ops (``create_graph=True``; ``needle.ops.gradmath``).
+Users' ops may instead define the course's ``gradient(out_grad, node)``.
 
 Rules worth knowing:
 
@@ -106,8 +108,12 @@ def is_grad_enabled() -> bool:
 
 
 class Op:
-    """An operator: ``compute`` runs on backend arrays, ``gradient`` in Tensor ops.
+    """An operator: ``compute`` runs on backend arrays; the derivative is written once.
 
+    Built-in ops define ``backward(xp, out_grad, node)`` against a namespace ``xp``
+    (``needle.ops.gradmath``): the backend's arrays for ``backward()``, Tensor ops for
+    ``backward(create_graph=True)``. Users' ops may define the course's
+    ``gradient(out_grad, node)`` in Tensor ops instead; both are checked the same way.
     ``make_from_op`` sets ``self.backend`` to the inputs' backend before ``compute``.
     """
 
@@ -115,6 +121,24 @@ class Op:
     #: Whether inputs of different dtypes are promoted to one (``needle.dtypes``) before
     #: ``compute``; ops whose inputs play different roles (labels, tuples) say False.
     same_dtype = True
+    #: Whether ``backward`` may return gradients of the broadcast (output) shape, which
+    #: the walk then sums back to each input's shape. Other ops must match exactly.
+    broadcasts = False
+    #: Set per class: its derivative is ``backward`` (not a user's ``gradient``).
+    _native = False
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        for klass in cls.__mro__:
+            if klass is Op:
+                cls._native = False
+                break
+            if "gradient" in klass.__dict__:  # a user's gradient wins over an inherited one
+                cls._native = False
+                break
+            if "backward" in klass.__dict__:
+                cls._native = True
+                break
 
     def __call__(self, *args: Any) -> Any:
         raise NotImplementedError
@@ -123,9 +147,18 @@ class Op:
         """The result on the backend's arrays (``self.backend``'s methods only)."""
         raise NotImplementedError
 
-    def gradient(self, out_grad: Value, node: Value) -> Value | tuple[Tensor | None, ...]:
-        """The gradient of each input, in Tensor ops: one Tensor (or None) per input."""
+    def backward(self, xp: Any, out_grad: Any, node: Value) -> tuple[Any, ...]:
+        """One gradient per input (``None`` where none is needed), in ``xp``'s terms."""
         raise NotImplementedError(f"{type(self).__name__} has no gradient")
+
+    def gradient(self, out_grad: Value, node: Value) -> Value | tuple[Tensor | None, ...]:
+        """The gradient of each input in Tensor ops (recorded): one Tensor or None each."""
+        if not self._native:
+            raise NotImplementedError(f"{type(self).__name__} has no gradient")
+        grads = self.backward(TENSOR_MATH, out_grad, node)
+        if not self.broadcasts:
+            return grads
+        return tuple(_unbroadcast(TENSOR_MATH, g, x) for x, g in zip(node.inputs, grads))
 
     def gradient_as_tuple(self, out_grad: Value, node: Value) -> tuple[Value | None, ...]:
         out = self.gradient(out_grad, node)
@@ -138,15 +171,19 @@ class Op:
     def vjp(self, out_grad: Array, node: Value) -> tuple[Array | None, ...]:
         """The inputs' gradients as backend arrays (``None`` where none is needed).
 
-        ``backward()`` without ``create_graph`` calls this: nothing is recorded then, so
-        Tensor wrappers around each gradient would be pure overhead. The default runs
-        ``gradient`` on a constant; ops on the hot path of training override it with
-        the same formula on arrays. ``out_grad`` may be shared: never write into it.
+        ``backward()`` without ``create_graph`` gets them this way. For a user's op
+        (``gradient`` only) it runs ``gradient`` on a constant and checks what came back.
         """
+        if self._native:
+            xp = array_math(node._device.backend)
+            grads = self.backward(xp, out_grad, node)
+            if not self.broadcasts:
+                return grads
+            return tuple(_unbroadcast(xp, g, x) for x, g in zip(node.inputs, grads))
         wrap = TensorTuple if isinstance(node, TensorTuple) else Tensor
-        grads = self.gradient_as_tuple(wrap.make_const(out_grad, device=node._device), node)
-        _check_gradient_types(self, node, grads)
-        return tuple(None if g is None else g._array for g in grads)
+        pulled = self.gradient_as_tuple(wrap.make_const(out_grad, device=node._device), node)
+        _check_gradient_types(self, node, pulled)
+        return tuple(None if g is None else g._array for g in pulled)
 
     def check(self, *inputs: Value) -> None:
         """Called only after ``compute`` failed: raise a clearer error if you can."""
@@ -840,18 +877,29 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
     all of its users, when its gradient is complete. Why not a depth-first sort first:
     this finds the nodes and orders them in the same single pass (it is most of the
     Python time of a small model's backward). Only inputs that require grad are visited.
-    Gradients travel as Tensors under ``create_graph`` and as backend arrays otherwise.
+
+    Each op's ``backward`` runs on backend arrays (``array_math``), or on Tensors
+    (``TENSOR_MATH``) under ``create_graph``. Here, once for every op, a gradient of
+    the broadcast shape is summed back to its input's shape, and every gradient is
+    checked against its input (a user's op with a wrong shape is named, not absorbed).
     """
     grads: dict[Value, Any] = {output: out_grad if create_graph else out_grad._array}
     leaves = [output] if output.op is None else []
     heap = [] if output.op is None else [(-output._seq, output)]
+    xp: Any = TENSOR_MATH
+    backend = None
     while heap:
         node = heappop(heap)[1]
         grad = grads.pop(node)
         op = node.op
         assert op is not None  # only nodes made by an op enter the heap
         pulled: tuple[Any, ...]
-        if create_graph:
+        if op._native:
+            if not create_graph and op.backend is not backend:
+                backend = op.backend
+                xp = array_math(backend)
+            pulled = op.backward(xp, grad, node)
+        elif create_graph:
             pulled = op.gradient_as_tuple(grad, node)
             _check_gradient_types(op, node, pulled)
         else:
@@ -861,7 +909,8 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
                 d = inp._array  # each gradient must look like its input (custom ops!)
                 if type(d) is not tuple and (g.shape != d.shape or (
                         g.dtype is not d.dtype and g.dtype != d.dtype)):
-                    _gradient_mismatch(op, node, inp, g)
+                    g = _fit(op, node, inp, g, TENSOR_MATH if create_graph
+                             else array_math(inp._device.backend))
                 old = grads.get(inp)
                 if old is None:
                     grads[inp] = g
@@ -879,6 +928,26 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
             if not create_graph:
                 grad = Tensor.make_const(grad, device=leaf._device)
             leaf.grad = grad if leaf.grad is None else leaf.grad + grad
+
+
+def _unbroadcast(xp: Any, g: Any, inp: Value) -> Any:
+    """``g`` summed over the axes that broadcasting added to ``inp`` (if any)."""
+    if g is None or type(inp._array) is tuple or g.shape == inp._array.shape:
+        return g
+    return xp.sum_to_shape(g, tuple(inp._array.shape))
+
+
+def _fit(op: Op, node: Value, inp: Value, g: Any, xp: Any) -> Any:
+    """A gradient that does not look like its input: un-broadcast it if ``op`` broadcasts,
+    else (or if that does not make it fit) name the op."""
+    d = inp._array
+    shape = tuple(d.shape)
+    if op.broadcasts and tuple(g.shape) != shape and \
+            broadcast_axes(tuple(g.shape), shape) is not None:
+        g = xp.sum_to_shape(g, shape)
+    if tuple(g.shape) != shape or g.dtype != d.dtype:
+        _gradient_mismatch(op, node, inp, g)
+    return g
 
 
 def _check_gradient_types(op: Op, node: Value, grads: tuple[Any, ...]) -> None:
@@ -944,6 +1013,7 @@ def find_topo_sort(nodes: Iterable[Value]) -> list[Value]:
 
 # Imported last (ops build on the classes above); Tensor methods use it at call time.
 from . import dtypes, ops  # noqa: E402
+from .ops.gradmath import TENSOR_MATH, array_math, broadcast_axes  # noqa: E402
 
 # NumPy ufuncs that ``ndarray ∘ Tensor`` may reach, answered by Tensor ops (see __array_ufunc__).
 _UFUNCS: dict[str, Callable[..., Any]] = {

@@ -13,10 +13,17 @@ The entry point names a class (or any zero-argument callable) returning a
 ``Backend``. Needle imports it lazily, the first time a device of that name is
 asked for, and never lets a failing backend break ``import needle``.
 
-Names and semantics follow NumPy, so a NumPy-like library maps onto it almost
-one-to-one. ``needle.testing.check_backend`` runs every method against NumPy to
-prove an implementation. Methods marked *optional* have a default built from the
-required ones; override them only when the hardware can do better (fused kernels).
+The contract has two parts (``REQUIRED`` and ``OPTIONAL`` list their names):
+
+1. **The array core** (required): creation, random draws, NumPy-named element-wise
+   math, reductions, ``matmul``, views and indexing. Names and semantics follow
+   NumPy, so for a library with NumPy's API all of it comes from
+   ``needle.xp_backend.ArrayModuleBackend``: a new backend is that class plus ``xp``.
+2. **Kernels** (optional): fused training kernels (conv, batch norm, softmax loss,
+   optimizer updates...) with defaults written in the array core. Override one only
+   when the hardware does it better.
+
+``needle.testing.check_backend`` runs every method of both parts against NumPy.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ class Backend:
 
     #: The device name users type: ``ndl.device(name)``.
     name: str = "?"
+    #: The types of this backend's arrays (data loaders and ``NDArray`` ask "is this
+    #: already one of ours?" before converting).
+    array_types: tuple[type, ...] = ()
 
     # -- availability ------------------------------------------------------
     def availability(self) -> str | None:
@@ -51,6 +61,11 @@ class Backend:
     def device_count(self) -> int:
         return 1
 
+    def synchronize(self) -> None:
+        """Wait until queued work is done (benchmarks time with it); default: nothing
+        queues."""
+
+    # == part 1, the array core (required) ======================================
     # -- creation and conversion -----------------------------------------
     def array(self, data: Any, dtype: DType) -> Array:
         """A new array holding ``data`` (a NumPy array, list or scalar) as ``dtype``."""
@@ -203,9 +218,13 @@ class Backend:
         """Zero padding, one ``(before, after)`` pair per axis."""
         raise NotImplementedError
 
-    # -- optional: defaults built from the methods above --------------------
+    # == part 2, optional kernels: defaults built from the array core ==========
     # sin, cos and prod have no formula in the required methods, so their defaults go
     # through NumPy on the host: right everywhere, fast only where overridden.
+    def from_dlpack(self, x: Any) -> Array:
+        """An array sharing the memory of DLPack-capable ``x`` (``needle.from_dlpack``)."""
+        raise NotImplementedError(f"the {self.name!r} backend cannot import DLPack arrays")
+
     def sin(self, a: Array) -> Array:
         return self.array(np.sin(self.to_numpy(a)), a.dtype)
 
@@ -214,6 +233,11 @@ class Backend:
 
     def prod(self, a: Array, axis: Axes = None, keepdims: bool = False) -> Array:
         return self.array(np.prod(self.to_numpy(a), axis=axis, keepdims=keepdims), a.dtype)
+
+    def relu(self, a: Array) -> tuple[Array, Array]:
+        """max(a, 0) and its 0/1 mask ``a > 0`` in ``a``'s dtype (the backward multiplies
+        by it). relu(−inf) is 0 and relu(NaN) is NaN, as NumPy's ``maximum`` gives."""
+        return self.maximum(a, 0), self.astype(self.greater(a, 0), a.dtype)
 
     def logsumexp(self, a: Array, axis: Axes, keepdims: bool = False) -> Array:
         """Stable log Σ exp over ``axis``: subtract the max first."""
@@ -371,6 +395,24 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<needle backend {self.name!r} ({type(self).__module__})>"
+
+
+#: Part 1, the array core: every backend implements these.
+REQUIRED = (
+    "array", "to_numpy", "full", "astype", "one_hot", "arange", "copy",
+    "seed", "rand", "randn", "randb", "permutation",
+    "add", "subtract", "multiply", "divide", "power", "negative", "exp", "log", "tanh",
+    "sqrt", "maximum", "where", "equal", "greater", "greater_equal", "less", "less_equal",
+    "sum", "max", "argmax", "matmul",
+    "reshape", "transpose", "broadcast_to", "getitem", "setitem", "add_at", "concatenate",
+    "stack", "flip", "pad",
+)
+#: Part 2, kernels with defaults written in part 1 (override for speed).
+OPTIONAL = (
+    "sin", "cos", "prod", "relu", "logsumexp", "linear", "batch_norm", "batch_norm_backward",
+    "softmax_cross_entropy", "conv", "im2col", "col2im", "sgd_update", "adam_update",
+    "from_dlpack", "synchronize",
+)
 
 
 def shift_of(backend: Backend, a: Array, axis: Axes) -> Array:

@@ -59,16 +59,11 @@ def from_dlpack(x: Any, requires_grad: bool = False) -> Tensor:
                         f"torch.Tensor, jax.Array, cupy.ndarray or numpy.ndarray")
     kind, index = (int(v) for v in x.__dlpack_device__())
     dev = _needle_device(kind, index)
-    importer = getattr(dev.backend, "from_dlpack", None)
-    if importer is None:
-        if dev.name != "cpu":
-            raise NeedleError(f"from_dlpack: needle's {dev.name!r} backend cannot import "
-                              f"DLPack arrays (it has no from_dlpack method)")
-        import numpy as np
-
-        importer = np.from_dlpack
     try:
-        data = importer(x)
+        data = dev.backend.from_dlpack(x)
+    except NotImplementedError as exc:
+        raise NeedleError(f"from_dlpack: needle's {dev.name!r} backend cannot import "
+                          f"DLPack arrays ({exc})") from None
     except (BufferError, TypeError, RuntimeError, ValueError) as exc:
         raise NeedleError(f"from_dlpack: cannot import the {type(x).__name__} "
                           f"(dtype {getattr(x, 'dtype', '?')}) without a copy: {exc}. NumPy "

@@ -90,6 +90,7 @@ from .reduce import (
     LogSoftmax,
     LogSumExp,
     Max,
+    Softmax,
     Summation,
     logsoftmax,
     logsumexp,

@@ -136,58 +136,45 @@ class Conv(TensorOp):
             raise NeedleError(f"conv: input has {x.shape[3]} channels (shape {x.shape}) but the "
                               f"kernel expects {w.shape[2]} (shape {w.shape})")
 
-    def vjp(self, g, node):
+    def backward(self, xp, g, node):
         x, w = node.inputs[:2]
-        b, trim = self.backend, self.trim
-        wd = w._array if trim is None else b.getitem(w._array, trim[1])
-        kernel, cout = wd.shape[:2], wd.shape[3]
-        g2 = b.reshape(g, (-1, cout))
+        trim = self.trim
+        wv = xp.value(w) if trim is None else xp.getitem(xp.value(w), trim[1])
+        kernel, cout = tuple(wv.shape[:2]), wv.shape[3]
+        g2 = xp.reshape(g, (-1, cout))
         gx = gw = gb = None
         if len(node.inputs) > 2 and node.inputs[2].requires_grad:
-            gb = b.sum(g2, (0,))
-        if w.requires_grad:
-            cols = self.cols
+            gb = xp.sum(g2, (0,))
+        if w.requires_grad:  # columns^T @ grad, with the forward's columns when kept
+            cols = self.cols if not xp.records else None
             if cols is None:
-                xp = _pad_hw(b, x._array, self.padding)
-                cols = b.im2col(xp if trim is None else b.getitem(xp, trim[0]), kernel,
-                                self.stride, self.dilation)
-            gw = b.reshape(b.matmul(b.transpose(cols, (1, 0)), g2), wd.shape)
+                xpad = self._pad(xp, xp.value(x))
+                cols = xp.im2col(xpad if trim is None else xp.getitem(xpad, trim[0]), kernel,
+                                 self.stride, self.dilation)
+            gw = xp.reshape(xp.matmul(xp.mT(cols), g2), tuple(wv.shape))
             if trim is not None:  # the left-out taps' gradient is zero
-                full = b.full(w.shape, 0.0, gw.dtype)
-                b.setitem(full, trim[1], gw)
-                gw = full
-        self.cols = None
-        if x.requires_grad:
-            dcols = b.matmul(g2, b.transpose(b.reshape(wd, (-1, cout)), (1, 0)))
+                gw = xp.scatter(gw, trim[1], w.shape)
+        if not xp.records:
+            self.cols = None  # a second backward recomputes them
+        if x.requires_grad:  # col2im(grad @ W^T): KH·KW strided adds
+            dcols = xp.matmul(g2, xp.mT(xp.reshape(wv, (-1, cout))))
             padded = _padded(x.shape, self.padding)
             crop = _crop(self.padding, x.shape)
             if trim is None:
-                gx = b.col2im(dcols, padded, kernel, self.stride, self.dilation)
+                gx = xp.col2im(dcols, padded, kernel, self.stride, self.dilation)
             else:
                 n, _, _, c = padded
-                part = b.col2im(dcols, (n, *trim[2], c), kernel, self.stride, self.dilation)
+                part = xp.col2im(dcols, (n, *trim[2], c), kernel, self.stride, self.dilation)
                 if trim[0] == crop:  # the window is the image itself
                     return part, gw, gb
-                gx = b.full(padded, 0.0, part.dtype)
-                b.setitem(gx, trim[0], part)
+                gx = xp.scatter(part, trim[0], padded)
             if self.padding != (0, 0):
-                gx = b.getitem(gx, crop)
+                gx = xp.getitem(gx, crop)
         return gx, gw, gb
 
-    def gradient(self, g, node):
-        x, w = node.inputs[:2]
-        kernel, cout = w.shape[:2], w.shape[3]
-        g2 = reshape(g, (-1, cout))
-        dcols = matmul(g2, transpose(reshape(w, (-1, cout))))
-        gx = col2im(dcols, _padded(x.shape, self.padding), kernel, self.stride, self.dilation)
-        if self.padding != (0, 0):
-            gx = get_item(gx, _crop(self.padding, x.shape))
+    def _pad(self, xp: Any, x: Any) -> Any:
         ph, pw = self.padding
-        xp = pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if ph or pw else x
-        cols = im2col(xp, kernel, self.stride, self.dilation)
-        gw = reshape(matmul(transpose(cols), g2), w.shape)
-        gb = summation(g2, (0,)) if len(node.inputs) > 2 else None
-        return gx, gw, gb
+        return xp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if ph or pw else x
 
 
 def conv(a: Tensor, b: Tensor, stride: Any = 1, padding: Any = 1, dilation: Any = 1, *,
@@ -212,8 +199,8 @@ class Im2Col(TensorOp):
     def compute(self, x):
         return self.backend.im2col(x, self.kernel, self.stride, self.dilation)
 
-    def gradient(self, g, node):
-        return col2im(g, node.inputs[0].shape, self.kernel, self.stride, self.dilation)
+    def backward(self, xp, g, node):
+        return (xp.col2im(g, node.inputs[0].shape, self.kernel, self.stride, self.dilation),)
 
 
 class Col2Im(TensorOp):
@@ -232,8 +219,8 @@ class Col2Im(TensorOp):
                           f"with kernel {self.kernel}, stride {self.stride}, dilation "
                           f"{self.dilation}: expected {want}")
 
-    def gradient(self, g, node):
-        return im2col(g, self.kernel, self.stride, self.dilation)
+    def backward(self, xp, g, node):
+        return (xp.im2col(g, self.kernel, self.stride, self.dilation),)
 
 
 def _check_windows(op: str, shape: tuple[int, ...], kernel: Pair, stride: Pair,
@@ -264,6 +251,3 @@ def col2im(cols: Tensor, shape: Any, kernel: Any, stride: Any = 1, dilation: Any
     return Col2Im(shape, kernel, stride, dilation)(cols)
 
 
-from .mathematic import matmul  # noqa: E402
-from .reduce import summation  # noqa: E402
-from .shape import get_item, pad, reshape, transpose  # noqa: E402

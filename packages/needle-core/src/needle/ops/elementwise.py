@@ -14,16 +14,12 @@ from .. import dtypes
 from ..autograd import NeedleError, Tensor, TensorOp
 
 
-def _const(like: Tensor, data: Any) -> Tensor:
-    return Tensor.make_const(data, device=like.device)
-
-
 class Sin(TensorOp):
     def compute(self, a):
         return self.backend.sin(dtypes.as_float(self.backend, a))
 
-    def gradient(self, out_grad, node):
-        return out_grad * cos(node.inputs[0])
+    def backward(self, xp, g, node):
+        return (xp.multiply(g, xp.cos(xp.value(node.inputs[0]))),)
 
 
 def sin(a: Tensor) -> Tensor:
@@ -34,8 +30,8 @@ class Cos(TensorOp):
     def compute(self, a):
         return self.backend.cos(dtypes.as_float(self.backend, a))
 
-    def gradient(self, out_grad, node):
-        return -(out_grad * sin(node.inputs[0]))
+    def backward(self, xp, g, node):
+        return (xp.negative(xp.multiply(g, xp.sin(xp.value(node.inputs[0])))),)
 
 
 def cos(a: Tensor) -> Tensor:
@@ -52,9 +48,9 @@ class Abs(TensorOp):
         bk = self.backend
         return a if a.dtype == bool else bk.maximum(a, bk.negative(a))
 
-    def gradient(self, out_grad, node):
+    def backward(self, xp, g, node):
         x = node.inputs[0]
-        return out_grad * _const(x, _sign(self.backend, x._array))
+        return (xp.multiply(g, xp.const(x, _sign(self.backend, x._array))),)
 
 
 def abs(a: Tensor) -> Tensor:  # noqa: A001
@@ -73,16 +69,17 @@ class Maximum(TensorOp):
             return bk.negative(bk.maximum(bk.negative(a), bk.negative(b)))
         return bk.maximum(a, b)
 
-    def gradient(self, out_grad, node):
+    broadcasts = True
+
+    def backward(self, xp, g, node):
         a, b = node.inputs
         bk = self.backend
         ad, bd = a._array, b._array
         wins = bk.less(ad, bd) if self.smallest else bk.greater(ad, bd)
         ties = bk.astype(bk.equal(ad, bd), ad.dtype)
         share = bk.add(bk.astype(wins, ad.dtype), bk.multiply(ties, 0.5))
-        ga = sum_to_shape(out_grad * _const(a, share), a.shape)
-        gb = sum_to_shape(out_grad * _const(b, bk.subtract(1.0, share)), b.shape)
-        return ga, gb
+        return (xp.multiply(g, xp.const(a, share)),
+                xp.multiply(g, xp.const(b, bk.subtract(1.0, share))))
 
 
 def _as_tensor(x: Any, like: Tensor) -> Tensor:
@@ -127,7 +124,7 @@ class Clamp(TensorOp):
             a = bk.negative(bk.maximum(bk.negative(a), -self.hi))
         return a
 
-    def gradient(self, out_grad, node):
+    def backward(self, xp, g, node):
         bk = self.backend
         x = node.inputs[0]._array
         inside = bk.full(x.shape, True, bool)
@@ -135,7 +132,7 @@ class Clamp(TensorOp):
             inside = bk.multiply(inside, bk.greater_equal(x, self.lo))
         if self.hi is not None:
             inside = bk.multiply(inside, bk.less_equal(x, self.hi))
-        return out_grad * _const(out_grad, bk.astype(inside, out_grad.dtype))
+        return (xp.multiply(g, xp.const(node, bk.astype(inside, g.dtype))),)
 
 
 def clamp(a: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
@@ -161,22 +158,13 @@ class Where(TensorOp):
     def compute(self, a, b):
         return self.backend.where(self.cond, a, b)
 
-    def gradient(self, out_grad, node):
+    broadcasts = True
+
+    def backward(self, xp, g, node):
         a, b = node.inputs
-        bk = self.backend
-        zero = bk.full((), 0.0, out_grad.dtype)
-        g = out_grad._array if not out_grad.requires_grad else None
-        if g is not None:  # the usual case: out_grad is a constant, so are its pieces
-            ga, gb = _const(a, bk.where(self.cond, g, zero)), _const(b, bk.where(self.cond, zero, g))
-        else:
-            mask = _const(out_grad, bk.astype(self.cond, out_grad.dtype))
-            ga, gb = out_grad * mask, out_grad * (1 - mask)
-        return sum_to_shape(_broadcast_grad(ga, node.shape), a.shape), \
-            sum_to_shape(_broadcast_grad(gb, node.shape), b.shape)
-
-
-def _broadcast_grad(g: Tensor, shape: tuple[int, ...]) -> Tensor:
-    return g if g.shape == shape else broadcast_to(g, shape)
+        cond = xp.const(node, self.cond)
+        return (xp.where(cond, g, 0.0) if a.requires_grad else None,
+                xp.where(cond, 0.0, g) if b.requires_grad else None)
 
 
 def where(cond: Any, a: Any, b: Any) -> Tensor:
@@ -203,13 +191,12 @@ class Clone(TensorOp):
     def compute(self, a):
         return self.backend.copy(a)
 
-    def gradient(self, out_grad, node):
-        return out_grad
+    def backward(self, xp, g, node):
+        return (g,)
 
 
 def clone(a: Tensor) -> Tensor:
     return Clone()(a)
 
 
-from .mathematic import _scalar, sum_to_shape  # noqa: E402
-from .shape import broadcast_to  # noqa: E402
+from .mathematic import _scalar  # noqa: E402

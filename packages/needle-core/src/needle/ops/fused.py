@@ -1,11 +1,11 @@
 """Fused ops for the layers that dominate training time: linear, batch-norm, softmax loss.
 
 Each is one graph node instead of ten, which is most of what makes small-batch
-training fast in Python. Their gradients have two forms:
-
-* ``vjp`` (what ``backward()`` uses): the formula straight on backend arrays;
-* ``gradient`` (``backward(create_graph=True)``): the same formula written in
-  differentiable Tensor ops, so higher-order gradients stay correct.
+training fast in Python. Like every op, each writes its derivative once
+(``backward(xp, ...)``); where that calls a fused backend kernel
+(``xp.batch_norm_backward``, the softmax loss's saved gradient), the Tensor world
+(``create_graph=True``) runs a decomposition into Tensor ops instead, so higher-order
+gradients stay correct (``needle.ops.gradmath``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import NeedleError, Tensor, TensorOp
-
-
-def _const(like: Tensor, data: Any) -> Tensor:
-    return Tensor.make_const(data, device=like.device)
 
 
 class Linear(TensorOp):
@@ -30,27 +26,19 @@ class Linear(TensorOp):
             raise NeedleError(f"linear: input of shape {x.shape} has {x.shape[-1]} features but "
                               f"the weight of shape {w.shape} expects {w.shape[0]}")
 
-    def gradient(self, g, node):
-        x, w = node.inputs[:2]
-        b = node.inputs[2] if len(node.inputs) > 2 else None
-        gx = matmul(g, transpose(w)) if x.requires_grad else None
-        gw = sum_to_shape(matmul(transpose(x), g), w.shape)
-        gb = sum_to_shape(g, b.shape) if b is not None else None
-        return gx, gw, gb
+    broadcasts = True  # the bias: the walk sums its gradient over the batch
 
-    def vjp(self, g, node):
+    def backward(self, xp, g, node):
         x, w = node.inputs[:2]
-        b = node.inputs[2] if len(node.inputs) > 2 else None
-        bk, xd = self.backend, x._array
-        gx = bk.matmul(g, bk.transpose(w._array, (1, 0))) if x.requires_grad else None
+        xv, wv = xp.value(x), xp.value(w)
+        gx = xp.matmul(g, xp.mT(wv)) if x.requires_grad else None
         if g.ndim != 2:  # (..., out): the leading axes are all batch
-            xd = bk.reshape(xd, (-1, xd.shape[-1]))
-            g = bk.reshape(g, (-1, g.shape[-1]))
-        gw = bk.matmul(bk.transpose(xd, (1, 0)), g)
-        gb = None
-        if b is not None and b.requires_grad:
-            gb = bk.reshape(bk.sum(g, (0,), keepdims=True), b.shape)
-        return gx, gw, gb
+            xv = xp.reshape(xv, (-1, x.shape[-1]))
+            g2 = xp.reshape(g, (-1, g.shape[-1]))
+        else:
+            g2 = g
+        gw = xp.matmul(xp.mT(xv), g2) if w.requires_grad else None
+        return (gx, gw, g2) if len(node.inputs) > 2 else (gx, gw)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -81,27 +69,12 @@ class BatchNorm(TensorOp):
             raise NeedleError(f"batch_norm: expected input (N, D) with weight and bias of D "
                               f"elements, got {x.shape}, {weight.shape}, {bias.shape}")
 
-    def vjp(self, g, node):
+    def backward(self, xp, g, node):
         x, weight, bias = node.inputs
-        bk = self.backend
-        dx, g_weight, g_bias = bk.batch_norm_backward(g, self.x_hat, self.inv_std,
-                                                      weight._array)
-        return (dx if x.requires_grad else None, bk.reshape(g_weight, weight.shape),
-                bk.reshape(g_bias, bias.shape))
-
-    def gradient(self, g, node):
-        x, weight, bias = node.inputs
-        n, d = x.shape
-        x_hat = _const(g, self.x_hat)
-        inv_std = _const(g, self.inv_std)
-        w = broadcast_to(reshape(weight, (1, d)), x.shape)
-        g_hat = g * w
-        s1 = broadcast_to(summation(g_hat, (0,), keepdims=True), x.shape)
-        s2 = broadcast_to(summation(g_hat * x_hat, (0,), keepdims=True), x.shape)
-        dx = (g_hat * n - s1 - x_hat * s2) * broadcast_to(inv_std / n, x.shape)
-        g_weight = reshape(summation(g * x_hat, (0,)), weight.shape)
-        g_bias = reshape(summation(g, (0,)), bias.shape)
-        return dx, g_weight, g_bias
+        dx, g_weight, g_bias = xp.batch_norm_backward(
+            g, xp.const(x, self.x_hat), xp.const(x, self.inv_std), xp.value(weight))
+        return (dx if x.requires_grad else None, xp.reshape(g_weight, weight.shape),
+                xp.reshape(g_bias, bias.shape))
 
 
 def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
@@ -141,23 +114,19 @@ class SoftmaxCrossEntropy(TensorOp):
     def _label_error(k: int) -> str:
         return f"softmax_cross_entropy: labels are class ids, and class ids must lie in [0, {k})"
 
-    def gradient(self, g, node):
+    def backward(self, xp, g, node):
         logits = node.inputs[0]
+        if not xp.records:  # the kernel's (softmax − onehot) / N, kept from the forward
+            return xp.multiply(self.dlogits, g), None  # a new array: dlogits is kept
+        # recorded: the softmax as an op of every logit (second derivatives see that),
+        # from max-shifted exponentials so large logits keep their digits
         n, k = logits.shape
-        # the softmax as an op of every logit (second derivatives must see that), from
-        # max-shifted exponentials so large logits keep their digits
-        softmax = shifted_softmax(logits, (1,))
-        one_hot = _const(g, self.backend.one_hot(k, self.labels, logits.dtype))
-        return (softmax - one_hot) * broadcast_to(reshape(g / n, (1, 1)), logits.shape), None
-
-    def vjp(self, g, node):
-        return self.backend.multiply(self.dlogits, g), None  # a new array: dlogits is kept
+        one_hot = xp.const(logits, self.backend.one_hot(k, self.labels, logits.dtype))
+        d = xp.divide(xp.subtract(xp.softmax(xp.value(logits), (1,)), one_hot), n)
+        return xp.multiply(d, xp.broadcast_to(xp.reshape(g, (1, 1)), logits.shape)), None
 
 
 def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return SoftmaxCrossEntropy()(logits, labels)
 
 
-from .mathematic import matmul, sum_to_shape  # noqa: E402
-from .reduce import shifted_softmax, summation  # noqa: E402
-from .shape import broadcast_to, reshape, transpose  # noqa: E402

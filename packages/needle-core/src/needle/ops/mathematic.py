@@ -1,5 +1,6 @@
-"""Element-wise and matrix ops. Binary ops broadcast like NumPy; their gradients
-are summed back to each input's shape by ``sum_to_shape``."""
+"""Element-wise and matrix ops. Binary ops broadcast like NumPy (``broadcasts = True``):
+their ``backward`` returns gradients of the output's shape, and the backward walk sums
+them back to each input's shape."""
 
 from __future__ import annotations
 
@@ -33,23 +34,14 @@ def sum_to_shape(grad: Tensor, shape: tuple[int, ...]) -> Tensor:
     return reshape(out, shape) if out.shape != shape else out
 
 
-def _const(x: Tensor, data: Any) -> Tensor:
-    return Tensor.make_const(data, device=x.device)
-
-
 class EWiseAdd(TensorOp):
     def compute(self, a, b):
         return self.backend.add(a, b)
 
-    def gradient(self, out_grad, node):
-        a, b = node.inputs
-        return sum_to_shape(out_grad, a.shape), sum_to_shape(out_grad, b.shape)
+    broadcasts = True
 
-    def vjp(self, out_grad, node):
-        a, b = node.inputs
-        if a._array.shape == b._array.shape:  # no broadcasting to undo
-            return out_grad, out_grad
-        return super().vjp(out_grad, node)
+    def backward(self, xp, g, node):
+        return g, g
 
 
 def add(a: Tensor, b: Tensor) -> Tensor:
@@ -63,11 +55,8 @@ class AddScalar(TensorOp):
     def compute(self, a):
         return self.backend.add(dtypes.with_scalar(self.backend, a, self.scalar), self.scalar)
 
-    def gradient(self, out_grad, node):
-        return out_grad
-
-    def vjp(self, out_grad, node):
-        return (out_grad,)
+    def backward(self, xp, g, node):
+        return (g,)
 
 
 def add_scalar(a: Tensor, scalar: Any) -> Tensor:
@@ -78,19 +67,12 @@ class EWiseMul(TensorOp):
     def compute(self, a, b):
         return self.backend.multiply(a, b)
 
-    def gradient(self, out_grad, node):
-        a, b = node.inputs
-        ga = sum_to_shape(out_grad * b, a.shape) if a.requires_grad else None
-        gb = sum_to_shape(out_grad * a, b.shape) if b.requires_grad else None
-        return ga, gb
+    broadcasts = True
 
-    def vjp(self, out_grad, node):
+    def backward(self, xp, g, node):
         a, b = node.inputs
-        if a._array.shape != b._array.shape:
-            return super().vjp(out_grad, node)
-        mul = self.backend.multiply
-        return (mul(out_grad, b._array) if a.requires_grad else None,
-                mul(out_grad, a._array) if b.requires_grad else None)
+        return (xp.multiply(g, xp.value(b)) if a.requires_grad else None,
+                xp.multiply(g, xp.value(a)) if b.requires_grad else None)
 
 
 def multiply(a: Tensor, b: Tensor) -> Tensor:
@@ -104,11 +86,8 @@ class MulScalar(TensorOp):
     def compute(self, a):
         return self.backend.multiply(dtypes.with_scalar(self.backend, a, self.scalar), self.scalar)
 
-    def gradient(self, out_grad, node):
-        return out_grad * self.scalar
-
-    def vjp(self, out_grad, node):
-        return (self.backend.multiply(out_grad, self.scalar),)
+    def backward(self, xp, g, node):
+        return (xp.multiply(g, self.scalar),)
 
 
 def mul_scalar(a: Tensor, scalar: Any) -> Tensor:
@@ -121,17 +100,20 @@ class EWisePow(TensorOp):
     def compute(self, a, b):
         return self.backend.power(a, b)
 
-    def gradient(self, out_grad, node):
+    broadcasts = True
+
+    def backward(self, xp, g, node):
         a, b = node.inputs
+        av, bv = xp.value(a), xp.value(b)
         ga = gb = None
         if a.requires_grad:
-            ga = sum_to_shape(out_grad * b * a ** (b - 1), a.shape)
+            ga = xp.multiply(g, xp.multiply(bv, xp.power(av, xp.subtract(bv, 1))))
         if b.requires_grad:
             # a^b log a, taken as 0 where a = 0 (PyTorch's convention: 0^b is flat in b
             # from the right, and log 0 would make it 0 * -inf = NaN)
-            zero = Tensor.make_const(self.backend.equal(a._array, 0), device=a.device)
-            gb = sum_to_shape(out_grad * where(zero, 0.0, node * log(where(zero, 1.0, a))),
-                              b.shape)
+            zero = xp.const(a, self.backend.equal(a._array, 0))
+            log_a = xp.log(xp.where(zero, 1.0, av))
+            gb = xp.multiply(g, xp.where(zero, 0.0, xp.multiply(xp.value(node), log_a)))
         return ga, gb
 
 
@@ -148,11 +130,11 @@ class PowerScalar(TensorOp):
     def compute(self, a):
         return self.backend.power(dtypes.with_scalar(self.backend, a, self.scalar), self.scalar)
 
-    def gradient(self, out_grad, node):
-        a = node.inputs[0]
+    def backward(self, xp, g, node):
         if self.scalar == 0:
-            return out_grad * 0
-        return out_grad * (a ** (self.scalar - 1) * self.scalar)
+            return (xp.multiply(g, 0),)
+        a = xp.value(node.inputs[0])
+        return (xp.multiply(g, xp.multiply(xp.power(a, self.scalar - 1), self.scalar)),)
 
 
 def power_scalar(a: Tensor, scalar: Any) -> Tensor:
@@ -164,11 +146,13 @@ class EWiseDiv(TensorOp):
         bk = self.backend
         return bk.divide(dtypes.as_float(bk, a), dtypes.as_float(bk, b))
 
-    def gradient(self, out_grad, node):
+    broadcasts = True
+
+    def backward(self, xp, g, node):
         a, b = node.inputs
-        ga = out_grad / b
-        gb = -(ga * node)  # d(a/b)/db = -a/b^2 = -(1/b)(a/b)
-        return sum_to_shape(ga, a.shape), sum_to_shape(gb, b.shape)
+        ga = xp.divide(g, xp.value(b))
+        gb = xp.negative(xp.multiply(ga, xp.value(node))) if b.requires_grad else None
+        return ga if a.requires_grad else None, gb  # d(a/b)/db = -a/b^2 = -(1/b)(a/b)
 
 
 def divide(a: Tensor, b: Tensor) -> Tensor:
@@ -182,8 +166,8 @@ class DivScalar(TensorOp):
     def compute(self, a):
         return self.backend.divide(dtypes.as_float(self.backend, a), self.scalar)
 
-    def gradient(self, out_grad, node):
-        return out_grad / self.scalar
+    def backward(self, xp, g, node):
+        return (xp.divide(g, self.scalar),)
 
 
 def divide_scalar(a: Tensor, scalar: Any) -> Tensor:
@@ -194,8 +178,8 @@ class Negate(TensorOp):
     def compute(self, a):
         return self.backend.negative(a)
 
-    def gradient(self, out_grad, node):
-        return -out_grad
+    def backward(self, xp, g, node):
+        return (xp.negative(g),)
 
 
 def negate(a: Tensor) -> Tensor:
@@ -206,8 +190,8 @@ class Exp(TensorOp):
     def compute(self, a):
         return self.backend.exp(dtypes.as_float(self.backend, a))
 
-    def gradient(self, out_grad, node):
-        return out_grad * node
+    def backward(self, xp, g, node):
+        return (xp.multiply(g, xp.value(node)),)
 
 
 def exp(a: Tensor) -> Tensor:
@@ -218,8 +202,8 @@ class Log(TensorOp):
     def compute(self, a):
         return self.backend.log(dtypes.as_float(self.backend, a))
 
-    def gradient(self, out_grad, node):
-        return out_grad / node.inputs[0]
+    def backward(self, xp, g, node):
+        return (xp.divide(g, xp.value(node.inputs[0])),)
 
 
 def log(a: Tensor) -> Tensor:
@@ -230,8 +214,8 @@ class Sqrt(TensorOp):
     def compute(self, a):
         return self.backend.sqrt(dtypes.as_float(self.backend, a))
 
-    def gradient(self, out_grad, node):
-        return out_grad / (node * 2)
+    def backward(self, xp, g, node):
+        return (xp.divide(g, xp.multiply(xp.value(node), 2)),)
 
 
 def sqrt(a: Tensor) -> Tensor:
@@ -239,29 +223,16 @@ def sqrt(a: Tensor) -> Tensor:
 
 
 class ReLU(TensorOp):
-    """max(x, 0). On NumPy arrays computed as x · [x > 0]: a multiply by the 0/1 mask (kept
-    for the backward pass) is 2-4x faster than NumPy's branchy ``maximum``. Only a −inf
-    input makes that product wrong ((−inf) · 0 is NaN, relu(−inf) is 0); the CPU's
-    invalid-operation flag says so for free, and ``maximum`` then redoes it. Other backends
-    (a GPU, where no flag comes back) take ``maximum`` directly."""
+    """max(x, 0), through the backend's ``relu`` kernel, which also returns the 0/1 mask
+    that the backward multiplies by."""
 
     def compute(self, a):
-        b = self.backend
-        self.mask = b.astype(b.greater(a, 0), a.dtype)
-        if type(a) is not np.ndarray:
-            return b.maximum(a, 0)
-        try:
-            with np.errstate(invalid="raise"):
-                return b.multiply(a, self.mask)
-        except FloatingPointError:  # (−inf) · 0 somewhere
-            return b.maximum(a, 0)
+        out, self.mask = self.backend.relu(a)
+        return out
 
-    def gradient(self, out_grad, node):
+    def backward(self, xp, g, node):
         # The mask is a constant: relu is piecewise linear, its second derivative is 0.
-        return out_grad * _const(node, self.mask)
-
-    def vjp(self, out_grad, node):
-        return (self.backend.multiply(out_grad, self.mask),)
+        return (xp.multiply(g, xp.const(node, self.mask)),)
 
 
 def relu(a: Tensor) -> Tensor:
@@ -272,8 +243,9 @@ class Tanh(TensorOp):
     def compute(self, a):
         return self.backend.tanh(dtypes.as_float(self.backend, a))
 
-    def gradient(self, out_grad, node):
-        return out_grad * (1 - node * node)
+    def backward(self, xp, g, node):
+        y = xp.value(node)
+        return (xp.multiply(g, xp.subtract(1.0, xp.multiply(y, y))),)
 
 
 def tanh(a: Tensor) -> Tensor:
@@ -288,8 +260,9 @@ class Sigmoid(TensorOp):
         a = dtypes.as_float(b, a)
         return b.multiply(b.add(b.tanh(b.multiply(a, 0.5)), 1.0), 0.5)
 
-    def gradient(self, out_grad, node):
-        return out_grad * (node * (1 - node))
+    def backward(self, xp, g, node):
+        y = xp.value(node)
+        return (xp.multiply(g, xp.multiply(y, xp.subtract(1.0, y))),)
 
 
 def sigmoid(a: Tensor) -> Tensor:
@@ -313,11 +286,12 @@ class MatMul(TensorOp):
                 f"matmul: shapes {a.shape} and {b.shape} do not align: "
                 f"{a.shape[-1]} (last axis of a) != {b.shape[-2]} (second-to-last axis of b)")
 
-    def gradient(self, out_grad, node):
+    broadcasts = True  # over the leading (batch) axes
+
+    def backward(self, xp, g, node):
         a, b = node.inputs
-        ga = sum_to_shape(matmul(out_grad, transpose(b)), a.shape) if a.requires_grad else None
-        gb = sum_to_shape(matmul(transpose(a), out_grad), b.shape) if b.requires_grad else None
-        return ga, gb
+        return (xp.matmul(g, xp.mT(xp.value(b))) if a.requires_grad else None,
+                xp.matmul(xp.mT(xp.value(a)), g) if b.requires_grad else None)
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
@@ -333,15 +307,14 @@ class AsType(TensorOp):
     same_dtype = False
 
     def __init__(self, dtype: Any) -> None:
-        import numpy as np
 
         self.dtype = np.dtype(dtype)
 
     def compute(self, a):
         return self.backend.astype(a, self.dtype)
 
-    def gradient(self, out_grad, node):
-        return astype(out_grad, node.inputs[0].dtype)
+    def backward(self, xp, g, node):
+        return (xp.astype(g, node.inputs[0].dtype),)
 
 
 def astype(a: Tensor, dtype: Any) -> Tensor:
@@ -349,9 +322,8 @@ def astype(a: Tensor, dtype: Any) -> Tensor:
 
 
 # Imported last: shape and reduction ops use the element-wise ones above.
-from .elementwise import where  # noqa: E402
 from .reduce import summation  # noqa: E402
-from .shape import reshape, transpose  # noqa: E402
+from .shape import reshape  # noqa: E402
 
 __all__ = [
     "AddScalar", "AsType", "DivScalar", "EWiseAdd", "EWiseDiv", "EWiseMul",

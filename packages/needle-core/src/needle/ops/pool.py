@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import NeedleError, Tensor, TensorOp
-from .conv import Pair, as_pair, col2im
+from .conv import Pair, as_pair
 
 
 def pool_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int,
@@ -72,18 +72,11 @@ class _Pool(TensorOp):
             return None
         return slice(None), slice(ph, ph + shape[2]), slice(pw, pw + shape[3])
 
-    def _scatter(self, dcols: Any, shape: tuple[int, ...]) -> Any:
+    def _scatter(self, xp: Any, dcols: Any, shape: tuple[int, ...]) -> Any:
         """Columns' gradient (N·C·H'·W', KH·KW) back to the NCHW input gradient."""
-        b = self.backend
-        dx = b.col2im(dcols, self._geometry(shape)[0], self.kernel, self.stride, self.dilation)
+        dx = xp.col2im(dcols, self._geometry(shape)[0], self.kernel, self.stride, self.dilation)
         crop = self._crop(shape)
-        return b.reshape(dx if crop is None else b.getitem(dx, crop), shape)
-
-    def _scatter_tensor(self, dcols: Tensor, shape: tuple[int, ...]) -> Tensor:
-        """``_scatter`` in Tensor ops (for ``create_graph``)."""
-        dx = col2im(dcols, self._geometry(shape)[0], self.kernel, self.stride, self.dilation)
-        crop = self._crop(shape)
-        return reshape(dx if crop is None else get_item(dx, crop), shape)
+        return xp.reshape(dx if crop is None else xp.getitem(dx, crop), shape)
 
 
 class MaxPool(_Pool):
@@ -96,18 +89,11 @@ class MaxPool(_Pool):
         self.argmax = b.argmax(cols, 1)
         return b.reshape(b.max(cols, (1,)), self._geometry(x.shape)[1])
 
-    def vjp(self, g, node):
-        b = self.backend
-        m = self.argmax.shape[0]
-        dcols = b.full((m, self.kernel[0] * self.kernel[1]), 0.0, g.dtype)
-        b.setitem(dcols, (b.arange(m, "int64"), self.argmax), b.reshape(g, (m,)))
-        return (self._scatter(dcols, node.inputs[0].shape),)
-
-    def gradient(self, g, node):
+    def backward(self, xp, g, node):
         m, kk = self.argmax.shape[0], self.kernel[0] * self.kernel[1]
-        mask = Tensor.make_const(self.backend.one_hot(kk, self.argmax, g.dtype), device=g.device)
-        dcols = broadcast_to(reshape(g, (m, 1)), (m, kk)) * mask
-        return self._scatter_tensor(dcols, node.inputs[0].shape)
+        at = (self.backend.arange(m, "int64"), self.argmax)  # one position per row
+        dcols = xp.scatter(xp.reshape(g, (m,)), at, (m, kk), unique=True)
+        return (self._scatter(xp, dcols, node.inputs[0].shape),)
 
 
 class AvgPool(_Pool):
@@ -143,21 +129,14 @@ class AvgPool(_Pool):
         return (f"AvgPool(kernel={self.kernel}, stride={self.stride}, padding={self.padding}, "
                 f"ceil_mode={self.ceil_mode}, count_include_pad={self.count_include_pad})")
 
-    def vjp(self, g, node):
-        b = self.backend
-        kk = self.kernel[0] * self.kernel[1]
-        m = g.size
-        dcols = b.broadcast_to(b.reshape(b.divide(g, self.divisor), (m, 1)), (m, kk))
-        return (self._scatter(dcols, node.inputs[0].shape),)
-
-    def gradient(self, g, node):
+    def backward(self, xp, g, node):
         kk = self.kernel[0] * self.kernel[1]
         m = g.size
         divisor = self.divisor
         if not isinstance(divisor, int):
-            divisor = broadcast_to(Tensor.make_const(divisor, device=g.device), g.shape)
-        dcols = broadcast_to(reshape(g / divisor, (m, 1)), (m, kk))
-        return self._scatter_tensor(dcols, node.inputs[0].shape)
+            divisor = xp.broadcast_to(xp.const(node, divisor), tuple(g.shape))
+        dcols = xp.broadcast_to(xp.reshape(xp.divide(g, divisor), (m, 1)), (m, kk))
+        return (self._scatter(xp, dcols, node.inputs[0].shape),)
 
 
 def _pool_args(op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any,
@@ -202,4 +181,3 @@ def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
                    count_include_pad=count_include_pad)(x)
 
 
-from .shape import broadcast_to, get_item, reshape  # noqa: E402

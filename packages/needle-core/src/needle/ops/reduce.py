@@ -9,11 +9,6 @@ from ..backend import shift_of
 from ._axes import keepdims_shape, normalize_axes, normalize_axis
 
 
-def _expand(grad: Tensor, in_shape: tuple[int, ...], axes: tuple[int, ...] | None) -> Tensor:
-    """Bring a reduced gradient back to ``in_shape`` (reshape, then a broadcast view)."""
-    return broadcast_to(reshape(grad, keepdims_shape(in_shape, axes)), in_shape)
-
-
 class Summation(TensorOp):
     def __init__(self, axes: Any = None, keepdims: bool = False) -> None:
         self.axes = axes
@@ -22,8 +17,8 @@ class Summation(TensorOp):
     def compute(self, a):
         return self.backend.sum(a, self.axes, self.keepdims)
 
-    def gradient(self, out_grad, node):
-        return _expand(out_grad, node.inputs[0].shape, self.axes)
+    def backward(self, xp, g, node):
+        return (expand(xp, g, node.inputs[0].shape, self.axes),)
 
 
 def summation(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:
@@ -40,30 +35,17 @@ class Max(TensorOp):
     def compute(self, a):
         return self.backend.max(a, self.axes, self.keepdims)
 
-    def gradient(self, out_grad, node):
+    def backward(self, xp, g, node):
         b = self.backend
         x = node.inputs[0]
         kshape = keepdims_shape(x.shape, self.axes)
         hit = b.astype(b.equal(x._array, b.reshape(node._array, kshape)), x.dtype)
         weights = b.divide(hit, b.sum(hit, self.axes, keepdims=True))
-        return _expand(out_grad, x.shape, self.axes) * Tensor.make_const(weights, device=x.device)
+        return (xp.multiply(expand(xp, g, x.shape, self.axes), xp.const(x, weights)),)
 
 
 def max(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     return Max(normalize_axes(axes, a.ndim, "max"), keepdims)(a)
-
-
-def shifted_softmax(z: Tensor, axes: tuple[int, ...] | None) -> Tensor:
-    """softmax(z) over ``axes`` as e / Σe with e = exp(z − max z), max held constant.
-
-    Why not exp(z − logsumexp(z)): once |z| is large (1e9 in float32) logsumexp(z)
-    rounds to max z, and the difference loses every digit ([1e9, 1e9] gave [1, 1]).
-    Holding the shift constant is exact, not an approximation: softmax(z − c) =
-    softmax(z) for every c, so higher derivatives (create_graph) stay right.
-    """
-    m = shift_of(z.device.backend, z._array, axes)
-    e = exp(z - broadcast_to(Tensor.make_const(m, device=z.device), z.shape))
-    return e / broadcast_to(summation(e, axes, keepdims=True), z.shape)
 
 
 class LogSumExp(TensorOp):
@@ -76,9 +58,11 @@ class LogSumExp(TensorOp):
     def compute(self, z):
         return self.backend.logsumexp(z, self.axes, self.keepdims)
 
-    def gradient(self, out_grad, node):
+    def backward(self, xp, g, node):
+        # softmax from max-shifted exponentials (``xp.softmax``), never exp(z − logsumexp z):
+        # once |z| is large (1e9 in float32) that difference loses every digit
         z = node.inputs[0]
-        return _expand(out_grad, z.shape, self.axes) * shifted_softmax(z, self.axes)
+        return (xp.multiply(expand(xp, g, z.shape, self.axes), xp.softmax(xp.value(z), self.axes)),)
 
 
 def logsumexp(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:
@@ -101,11 +85,32 @@ class LogSoftmax(TensorOp):
         shifted = b.subtract(z, shift_of(b, z, axes))
         return b.subtract(shifted, b.logsumexp(shifted, axes, keepdims=True))
 
-    def gradient(self, out_grad, node):
+    def backward(self, xp, g, node):
         # d/dz = g − softmax · Σ g
         axes = (self.axis,)
-        total = summation(out_grad, axes, keepdims=True)
-        return out_grad - shifted_softmax(node.inputs[0], axes) * broadcast_to(total, node.shape)
+        total = xp.broadcast_to(xp.sum(g, axes, True), node.shape)
+        return (xp.subtract(g, xp.multiply(xp.softmax(xp.value(node.inputs[0]), axes), total)),)
+
+
+class Softmax(TensorOp):
+    """exp(z − max z) / Σ exp(z − max z) over one axis, as one node (attention's hot op).
+
+    d/dz = y · (g − Σ g·y): written on the output ``y``, so the Tensor world's
+    derivative is again a function of z and second derivatives stay exact.
+    """
+
+    def __init__(self, axis: int = -1) -> None:
+        self.axis = axis
+
+    def compute(self, z):
+        b, axes = self.backend, (self.axis,)
+        e = b.exp(b.subtract(z, shift_of(b, z, axes)))
+        return b.divide(e, b.sum(e, axes, keepdims=True))
+
+    def backward(self, xp, g, node):
+        y = xp.value(node)
+        dot = xp.broadcast_to(xp.sum(xp.multiply(g, y), (self.axis,), True), node.shape)
+        return (xp.multiply(y, xp.subtract(g, dot)),)
 
 
 def logsoftmax(a: Tensor, axis: int = -1) -> Tensor:
@@ -113,5 +118,5 @@ def logsoftmax(a: Tensor, axis: int = -1) -> Tensor:
     return LogSoftmax(axis)(a)
 
 
-from .mathematic import exp  # noqa: E402
-from .shape import broadcast_to, reshape  # noqa: E402
+from .gradmath import expand  # noqa: E402
+from .shape import reshape  # noqa: E402

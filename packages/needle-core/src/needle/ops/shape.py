@@ -29,8 +29,8 @@ class Reshape(TensorOp):
         raise NeedleError(f"reshape: cannot reshape a tensor of shape {a.shape} "
                           f"({a.size} elements) into shape {self.shape}")
 
-    def gradient(self, out_grad, node):
-        return reshape(out_grad, node.inputs[0].shape)
+    def backward(self, xp, g, node):
+        return (xp.reshape(g, node.inputs[0].shape),)
 
 
 def reshape(a: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -44,11 +44,11 @@ class Permute(TensorOp):
     def compute(self, a):
         return self.backend.transpose(a, self.axes)
 
-    def gradient(self, out_grad, node):
+    def backward(self, xp, g, node):
         inverse = [0] * len(self.axes)
         for i, ax in enumerate(self.axes):
             inverse[ax] = i
-        return permute(out_grad, tuple(inverse))
+        return (xp.transpose(g, tuple(inverse)),)
 
 
 def permute(a: Tensor, axes: tuple[int, ...]) -> Tensor:
@@ -66,13 +66,16 @@ class Transpose(TensorOp):
         self.axes = axes
 
     def compute(self, a):
-        order = list(range(a.ndim))
+        return self.backend.transpose(a, self._order(a.ndim))
+
+    def _order(self, ndim: int) -> tuple[int, ...]:
+        order = list(range(ndim))
         i, j = self.axes if self.axes is not None else (-1, -2)
         order[i], order[j] = order[j], order[i]
-        return self.backend.transpose(a, order)
+        return tuple(order)
 
-    def gradient(self, out_grad, node):
-        return transpose(out_grad, self.axes)
+    def backward(self, xp, g, node):  # a swap is its own inverse
+        return (xp.transpose(g, self._order(g.ndim)),)
 
 
 def transpose(a: Tensor, axes: tuple[int, int] | int | None = None, dim1: int | None = None
@@ -104,8 +107,10 @@ class BroadcastTo(TensorOp):
     def check(self, a):
         raise NeedleError(f"broadcast_to: cannot broadcast shape {a.shape} to {self.shape}")
 
-    def gradient(self, out_grad, node):
-        return sum_to_shape(out_grad, node.inputs[0].shape)
+    broadcasts = True
+
+    def backward(self, xp, g, node):  # the walk sums it back over the broadcast axes
+        return (g,)
 
 
 def broadcast_to(a: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -119,8 +124,8 @@ class MakeTensorTuple(TensorTupleOp):
     def compute(self, *args):
         return tuple(args)
 
-    def gradient(self, out_grad, node):
-        return tuple(out_grad[i] for i in range(len(node.inputs)))
+    def backward(self, xp, g, node):
+        return tuple(g[i] for i in range(len(node.inputs)))
 
 
 def make_tuple(*args: Tensor) -> TensorTuple:
@@ -134,13 +139,10 @@ class TupleGetItem(TensorOp):
     def compute(self, a):
         return a[self.index]
 
-    def gradient(self, out_grad, node):
+    def backward(self, xp, g, node):
         tup = node.inputs[0]
-        b = self.backend
-        parts = [out_grad if i == self.index else
-                 Tensor.make_const(b.full(shape, 0.0, out_grad.dtype), device=out_grad.device)
-                 for i, shape in enumerate(tup.shape)]
-        return make_tuple(*parts)
+        return (xp.make_tuple(*[g if i == self.index else xp.zeros(node, shape, g.dtype)
+                                for i, shape in enumerate(tup.shape)]),)
 
 
 def tuple_get_item(value: TensorTuple, index: int) -> Tensor:
@@ -161,8 +163,8 @@ class Stack(TensorOp):
         if len(shapes) > 1:
             raise NeedleError(f"stack: all tensors need the same shape, got {sorted(shapes)}")
 
-    def gradient(self, out_grad, node):
-        return split(out_grad, self.axis).tuple()
+    def backward(self, xp, g, node):
+        return xp.unstack(g, self.axis)
 
 
 def stack(args: Any, axis: int) -> Tensor:
@@ -188,8 +190,8 @@ class Split(TensorTupleOp):
             parts.append(b.getitem(a, tuple(index)))
         return tuple(parts)
 
-    def gradient(self, out_grad, node):
-        return stack(out_grad, self.axis)
+    def backward(self, xp, g, node):
+        return (xp.stack(g, self.axis),)
 
 
 def split(a: Tensor, axis: int) -> TensorTuple:
@@ -204,8 +206,8 @@ class Flip(TensorOp):
     def compute(self, a):
         return self.backend.flip(a, self.axes if self.axes is not None else tuple(range(a.ndim)))
 
-    def gradient(self, out_grad, node):
-        return flip(out_grad, self.axes)
+    def backward(self, xp, g, node):
+        return (xp.flip(g, self.axes if self.axes is not None else tuple(range(g.ndim))),)
 
 
 def flip(a: Tensor, axes: Any = None) -> Tensor:
@@ -221,9 +223,9 @@ class Pad(TensorOp):
     def compute(self, a):
         return self.backend.pad(a, self.axes)
 
-    def gradient(self, out_grad, node):
-        index = tuple(slice(lo, s - hi) for (lo, hi), s in zip(self.axes, out_grad.shape))
-        return get_item(out_grad, index)
+    def backward(self, xp, g, node):
+        index = tuple(slice(lo, s - hi) for (lo, hi), s in zip(self.axes, g.shape))
+        return (xp.getitem(g, index),)
 
 
 def pad(a: Tensor, axes: Any) -> Tensor:
@@ -253,8 +255,8 @@ class Dilate(TensorOp):
         step = self.dilation + 1
         return tuple(slice(None, None, step) if i in self.axes else slice(None) for i in range(ndim))
 
-    def gradient(self, out_grad, node):
-        return undilate(out_grad, self.axes, self.dilation)
+    def backward(self, xp, g, node):  # the elements that were kept
+        return (xp.getitem(g, self._index(g.ndim)),)
 
 
 def dilate(a: Tensor, axes: Any, dilation: int) -> Tensor:
@@ -275,11 +277,12 @@ class UnDilate(TensorOp):
                       for i in range(a.ndim))
         return self.backend.getitem(a, index)
 
-    def gradient(self, out_grad, node):
-        # dilating back gives ceil(n / step) * step along each axis: trim it to n
-        grad = dilate(out_grad, self.axes, self.dilation)
+    def backward(self, xp, g, node):  # back where they were taken from, zeros between
         shape = node.inputs[0].shape
-        return grad if grad.shape == shape else get_item(grad, tuple(slice(0, s) for s in shape))
+        step = self.dilation + 1
+        index = tuple(slice(None, None, step) if i in self.axes else slice(None)
+                      for i in range(len(shape)))
+        return (xp.scatter(g, index, shape),)
 
 
 def undilate(a: Tensor, axes: Any, dilation: int) -> Tensor:
@@ -302,8 +305,8 @@ class GetItem(TensorOp):
     def check(self, a):
         raise NeedleIndexError(f"index {self.index!r} does not fit a tensor of shape {a.shape}")
 
-    def gradient(self, out_grad, node):
-        return ScatterAdd(self.index, node.inputs[0].shape)(out_grad)
+    def backward(self, xp, g, node):
+        return (xp.scatter(g, self.index, node.inputs[0].shape),)
 
 
 class ScatterAdd(TensorOp):
@@ -322,8 +325,8 @@ class ScatterAdd(TensorOp):
             b.add_at(out, self.index, g)
         return out
 
-    def gradient(self, out_grad, node):
-        return GetItem(self.index)(out_grad)
+    def backward(self, xp, g, node):
+        return (xp.getitem(g, self.index),)
 
 
 def _is_basic(index: Any) -> bool:
@@ -410,4 +413,3 @@ def _index_array(item: Any) -> Any:
     return item.astype(np.int64, copy=False)
 
 
-from .mathematic import sum_to_shape  # noqa: E402

@@ -84,19 +84,19 @@ class Prod(TensorOp):
     def compute(self, a):
         return self.backend.prod(a, self.axes, self.keepdims)
 
-    def gradient(self, out_grad, node):
+    def backward(self, xp, g, node):
         x = node.inputs[0]
         bk = self.backend
         zero = bk.equal(x._array, 0)
         zeros = bk.sum(bk.astype(zero, "int64"), self.axes, True)  # zeros in each group
         # x with zeros replaced by 1: its product over the group, divided by x_i, is the
         # product of the others when x_i is the group's only zero or there is no zero
-        safe = where(Tensor.make_const(zero, device=x.device), 1.0, x)
-        others = broadcast_to(reshape(prod(safe, self.axes, True), keepdims_shape(x.shape, self.axes)),
-                              x.shape) / safe
+        safe = xp.where(xp.const(x, zero), 1.0, xp.value(x))
+        whole = xp.reshape(xp.prod(safe, self.axes, True), keepdims_shape(x.shape, self.axes))
+        others = xp.divide(xp.broadcast_to(whole, x.shape), safe)
         keep = bk.where(zero, bk.equal(zeros, 1), bk.equal(zeros, 0))
-        grad = others * Tensor.make_const(bk.astype(keep, x.dtype), device=x.device)
-        return _expand(out_grad, x.shape, self.axes) * grad
+        grad = xp.multiply(others, xp.const(x, bk.astype(keep, x.dtype)))
+        return (xp.multiply(expand(xp, g, x.shape, self.axes), grad),)
 
 
 def prod(a: Tensor, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tensor:
@@ -105,7 +105,8 @@ def prod(a: Tensor, axes: Any = None, keepdims: bool = False, **kw: Any) -> Tens
 
 
 def softmax(a: Tensor, axis: Any = None, **kw: Any) -> Tensor:
-    """exp(a − logsumexp(a)) along one axis (the last by default), without overflow."""
+    """exp(a − max a) / Σ exp(a − max a) along one axis (the last by default): one op,
+    no overflow, and large logits keep their digits."""
     axis, _ = reduction_args("softmax", axis, False, **kw)
     if axis is None:
         axis = -1
@@ -114,11 +115,9 @@ def softmax(a: Tensor, axis: Any = None, **kw: Any) -> Tensor:
             raise NeedleError(f"softmax takes one axis, got {axis}")
         axis = axis[0]
     axis = normalize_axis(axis, a.ndim, "softmax")
-    x = _floats(a)
-    return exp(x - broadcast_to(logsumexp(x, (axis,), keepdims=True), x.shape))
+    return Softmax(axis)(_floats(a))
 
 
-from .elementwise import where  # noqa: E402
-from .mathematic import exp  # noqa: E402
-from .reduce import _expand, logsumexp, max, summation  # noqa: E402, A004
-from .shape import broadcast_to, reshape  # noqa: E402
+from .gradmath import expand  # noqa: E402
+from .reduce import Softmax, max, summation  # noqa: E402, A004
+from .shape import broadcast_to  # noqa: E402

@@ -66,12 +66,12 @@ class Concatenate(TensorOp):
             raise NeedleError(f"cat: tensors must match except along axis {self.axis}, "
                               f"got shapes {shapes}")
 
-    def gradient(self, out_grad, node):
+    def backward(self, xp, g, node):
         grads, start = [], 0
         for x in node.inputs:
             stop = start + x.shape[self.axis]
             index = (slice(None),) * self.axis + (slice(start, stop),)
-            grads.append(get_item(out_grad, index) if x.requires_grad else None)
+            grads.append(xp.getitem(g, index) if x.requires_grad else None)
             start = stop
         return tuple(grads)
 
@@ -94,4 +94,4 @@ def cat(tensors: Any, dim: int = 0, *, axis: int | None = None) -> Tensor:
 concatenate = cat
 
 
-from .shape import get_item, reshape  # noqa: E402
+from .shape import reshape  # noqa: E402

@@ -459,6 +459,23 @@ def _optional(r: _Runner, b: Backend) -> None:
                                                              dilation))
     _fused_layers(r, b)
     _optimizer_steps(r, b)
+    edges = np.array([[-np.inf, -2.0, -0.0, 0.0, 1.5, np.inf, np.nan]], np.float32)
+    want = np.maximum(edges, 0), (edges > 0).astype(np.float32)
+    for part, name in ((0, "value"), (1, "mask")):
+        r.case("relu", f"{name} at -inf, -0, 0, inf and NaN",
+               lambda i=part: b.relu(r.put(edges))[i], want[part])
+    r.case("relu", "+0.0 (not -0.0) for negative inputs",
+           lambda: _Host(np.signbit(b.to_numpy(b.relu(r.put(edges))[0][:, :4]))),
+           np.zeros((1, 4), bool))
+    r.case("synchronize", "returns once queued work is done", lambda: _synced(b),
+           np.asarray(True))
+    r.case("from_dlpack", "a host array through DLPack",
+           lambda: b.from_dlpack(b.array(_X, _X.dtype)), _X)
+
+
+def _synced(b: Backend) -> _Host:
+    b.synchronize()
+    return _Host(np.asarray(True))
 
 
 def _fused_layers(r: _Runner, b: Backend) -> None:

@@ -28,14 +28,6 @@ from .normalization import LayerNorm1d
 _MASKED = -float(np.finfo(np.float32).max)
 
 
-def _softmax(logits: Tensor, axis: int = -1) -> Tensor:
-    """exp(x - max) / sum(exp(x - max)) over ``axis``. The max is a constant: softmax does
-    not change under a shift, so its gradient is the same and the graph is shorter."""
-    shift = logits.detach().max(axes=(axis,), keepdims=True).broadcast_to(logits.shape)
-    e = ops.exp(logits - shift)
-    return e / e.sum(axes=(axis,), keepdims=True).broadcast_to(logits.shape)
-
-
 def _check_shape(who: str, name: str, x: Tensor, ndim: int, layout: str) -> None:
     if len(x.shape) != ndim:
         raise NeedleError(f"{who}: {name} must have shape {layout}, got shape {x.shape}")
@@ -93,7 +85,7 @@ class MultiHeadAttention(Module):
 
     def softmax(self, logit: Tensor) -> Tensor:
         """Max-shifted softmax over the last axis."""
-        return _softmax(logit, -1)
+        return ops.softmax(logit, -1)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         who = "MultiHeadAttention"
