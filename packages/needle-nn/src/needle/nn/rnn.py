@@ -31,8 +31,8 @@ class _Cell(Module):
 
     A cell's step is ``_step(xw, h)``, where ``xw = _input(x, bias)`` is the input's part
     ``x W_ih + b``: ``_Stacked`` prepares the bias once per sequence, not once a step. Both
-    products go through the fused ``ops.linear``, whose backward runs on arrays. A missing
-    state is zeros, as in the course: W_hh then gets a (zero) gradient too.
+    products are one fused ``ops.linear`` each, ``h W_hh + xw`` taking xw as its (full-shape)
+    bias. A missing state is zeros, as in the course: W_hh then gets a (zero) gradient too.
     """
 
     gates = 1
@@ -119,7 +119,7 @@ class RNNCell(_Cell):
         return super().forward(x, h)
 
     def _step(self, xw: Tensor, h: Tensor) -> Tensor:
-        return _NONLINEARITIES[self.nonlinearity](xw + ops.linear(h, self.W_hh))
+        return _NONLINEARITIES[self.nonlinearity](ops.linear(h, self.W_hh, xw))
 
 
 class LSTMCell(_Cell):
@@ -171,7 +171,7 @@ class LSTMCell(_Cell):
 
     def _step(self, xw: Tensor, h: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h0, c0 = h
-        gates = xw + ops.linear(h0, self.W_hh)
+        gates = ops.linear(h0, self.W_hh, xw)
         # sigmoid and tanh once each over all four blocks, then the blocks each needs:
         # fewer ops than a nonlinearity per block, which is what a step's time is made of
         s, t = ops.sigmoid(gates), ops.tanh(gates)
