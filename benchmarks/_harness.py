@@ -1,10 +1,14 @@
 """What every benchmark shares: thread pinning, interleaved timing, JSON lines,
-the summary table, and the machine's description saved with the results.
+the summary table, the machine's description saved with the results, the training
+step every framework runs, and the memory probes of the workers that measure peaks.
 
 Frameworks are compared by ratios of runs *interleaved in one process*: each
 repeat runs every framework once, in a rotating order, so drift in the machine
 (another process taking the second core, frequency changes) hits all of them
 alike. Warm-up repeats are run and discarded; the median of the rest is reported.
+
+Only the standard library is imported here: ``memory.py`` and ``resnet9.py`` start their
+memory workers before NumPy is loaded (see ``peak_bytes``).
 """
 
 from __future__ import annotations
@@ -12,15 +16,15 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -147,6 +151,129 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
             "runs": [float(f"{v:.6g}") for v in values]}
 
 
+# -- training steps, the same for every framework ----------------------------------
+Step = Callable[[int], Any]  # trains on batch i, returns that step's loss (native type)
+
+
+def train_step(forward: Callable[[Any], Any], loss_fn: Callable[[Any, Any], Any], opt: Any,
+               batches: Sequence[tuple[Any, Any]]) -> Step:
+    """``step(i)``: zero the gradients, ``loss_fn(forward(x), y)`` on batch ``i`` (cycling),
+    backward, one optimizer step; returns the loss. Written once for needle and PyTorch:
+    their optimizers differ only in the name of zeroing (``reset_grad``, ``zero_grad``)."""
+    zero_grad = opt.zero_grad if hasattr(opt, "zero_grad") else opt.reset_grad
+
+    def step(i: int) -> Any:
+        x, y = batches[i % len(batches)]
+        zero_grad()
+        loss = loss_fn(forward(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def needle_batches(ndl: Any, data: Sequence[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """NumPy (x, y) pairs as needle constants, each keeping its dtype."""
+    return [(ndl.Tensor(x, dtype=x.dtype, requires_grad=False),
+             ndl.Tensor(y, dtype=y.dtype, requires_grad=False)) for x, y in data]
+
+
+def torch_batches(torch: Any, data: Sequence[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """NumPy (x, y) pairs as torch tensors sharing their memory."""
+    return [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
+
+
+def loss_value(loss: Any) -> float:
+    """A step's loss as a float, whatever framework returned it."""
+    return float(loss.item() if hasattr(loss, "item") else loss)
+
+
+def check_same_losses(steps: dict[str, Step], n: int, rtol: float = 1e-3) -> list[float]:
+    """Run ``n`` steps of each framework from the same weights: every loss must agree
+    (so all really train the same network). Returns the first framework's losses."""
+    losses: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(n):
+        for name, step in steps.items():
+            losses[name].append(loss_value(step(i)))
+    ref, *others = steps
+    import numpy as np
+
+    for name in others:
+        np.testing.assert_allclose(losses[name], losses[ref], rtol=rtol,
+                                   err_msg=f"{name}'s losses differ from {ref}'s")
+    return losses[ref]
+
+
+def epoch_runner(step: Step, steps: int, final: dict[str, float], key: str) -> Callable[[], float]:
+    """One repeat: ``steps`` consecutive steps, timed; the last loss goes to ``final[key]``."""
+    def run() -> float:
+        start = time.perf_counter()
+        for i in range(steps):
+            loss = step(i)
+        seconds = time.perf_counter() - start
+        final[key] = loss_value(loss)
+        return seconds
+
+    return run
+
+
+Pairs = Sequence[tuple[str, str]]
+
+
+@dataclass
+class Comparison:
+    """Frameworks training side by side, timed both ways (see ``compare``)."""
+
+    results: dict[str, dict[str, Any]]  # rates per framework, whole repeats interleaved
+    by_step: dict[str, list[float]]  # seconds per repeat, taking turns step by step
+    final: dict[str, float]  # each framework's last loss
+
+    def median(self, name: str) -> float | None:
+        return self.results[name]["median"] if name in self.results else None
+
+    def ratio(self, a: str, b: str) -> float | None:
+        """Speed ratio of the medians: above 1.0 ``a`` is faster."""
+        return ratio(self.median(a), self.median(b))
+
+    def paired(self, a: str, b: str) -> float | None:
+        return paired_ratio(self.results, a, b)
+
+    def stepwise(self, a: str, b: str) -> float | None:
+        """Speed ratio taking turns step by step (``b``'s seconds over ``a``'s)."""
+        return time_ratio(self.by_step, b, a)
+
+    def record(self, report: Report, config: dict[str, Any], unit: str, ratios: Pairs,
+               paired: Pairs | None = None, stepwise: Pairs | None = None,
+               **extra: Any) -> dict[str, Any]:
+        """One JSON line: the rates, ``a/b`` speed ratios of each kind, the step-by-step
+        seconds and the final losses (``paired`` and ``stepwise`` default to ``ratios``)."""
+        def named(kind: Callable[[str, str], float | None], pairs: Pairs) -> dict[str, Any]:
+            return {f"{a}/{b}": kind(a, b) for a, b in pairs}
+
+        return report.record(
+            config, unit, self.results, named(self.ratio, ratios),
+            paired_ratios=named(self.paired, ratios if paired is None else paired),
+            step_interleaved_ratios=named(self.stepwise, ratios if stepwise is None else stepwise),
+            step_interleaved_seconds=self.by_step,
+            final_loss={k: round(v, 4) for k, v in self.final.items()}, **extra)
+
+
+def compare(steps: dict[str, Step], n: int, repeats: int, work: float) -> Comparison:
+    """Time ``steps`` (one per framework) two ways: whole repeats of ``n`` steps
+    interleaved (rates of ``work`` per second), then the frameworks taking turns step by
+    step, where a slow spell of a shared machine (they last seconds) hits all of them.
+
+    The second only with one thread: with more, every turn puts thread pools to sleep and
+    wakes them (PyTorch's OpenMP pool most), which that schedule would measure instead.
+    """
+    final: dict[str, float] = {}
+    cases = {name: epoch_runner(step, n, final, name) for name, step in steps.items()}
+    results = rates(cases, repeats, work=work)
+    by_step = interleave_steps(steps, n, repeats) if bench_threads() == 1 else {}
+    return Comparison(results, by_step, final)
+
+
 # -- reporting ------------------------------------------------------------------
 class Report:
     """Collects one JSON line per configuration and prints the summary table."""
@@ -233,6 +360,57 @@ def format_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]
     return "\n".join(lines)
 
 
+# -- memory of a worker process ------------------------------------------------------
+MIB = 1024 * 1024
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (psutil, else /proc/self/statm)."""
+    try:
+        import psutil
+    except ImportError:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    return int(psutil.Process().memory_info().rss)
+
+
+def peak_bytes() -> int:
+    """``ru_maxrss``. Linux carries it across exec from the process that started us,
+    so benchmarks start their workers while they are still small (stdlib only)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def high_water_bytes() -> int | None:
+    """Linux's VmHWM: the peak of this process's own memory map only (None elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_high_water() -> bool:
+    """Linux: writing 5 to clear_refs resets VmHWM to the current resident size."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_worker(script: str, *args: Any) -> dict[str, Any]:
+    """``python script args...`` in a fresh process; its last stdout line, parsed as JSON."""
+    done = subprocess.run([sys.executable, script, *map(str, args)], capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise RuntimeError(f"{Path(script).name} worker {' '.join(map(str, args))} failed "
+                           f"(exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 # -- the machine ----------------------------------------------------------------
 def cpu_model() -> str:
     try:
@@ -249,6 +427,8 @@ def blas_info() -> list[dict[str, Any]]:
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
+        import numpy as np
+
         cfg = np.show_config(mode="dicts") if hasattr(np, "show_config") else {}
         deps = (cfg or {}).get("Build Dependencies", {})
         return [{"source": "numpy.show_config (threadpoolctl not installed)",
@@ -270,6 +450,7 @@ def git_state() -> dict[str, Any]:
 
 def machine_info(torch: Any | None = None) -> dict[str, Any]:
     import needle
+    import numpy as np
 
     info: dict[str, Any] = {
         "cpu": cpu_model(), "logical_cpus": os.cpu_count(),
@@ -296,6 +477,8 @@ def print_machine_line(torch: Any | None = None) -> None:
             f"threads={p.get('num_threads')}".strip() for p in pools if p.get("user_api") == "blas"]
     removed = os.environ.get("NEEDLE_BENCH_UNSET") or "none"
     load = "/".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    import numpy as np
+
     print(f"# {cpu_model()}, {os.cpu_count()} CPUs (load {load}); numpy {np.__version__}; torch "
           f"{None if torch is None else torch.__version__}; threads {bench_threads()}; "
           f"BLAS: {'; '.join(blas) or 'unknown'}; unset: {removed}", flush=True)

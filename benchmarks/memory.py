@@ -13,42 +13,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import resource
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import _harness
+from _harness import MIB, high_water_bytes, peak_bytes, rss_bytes
+
 FRAMEWORKS = ("needle", "torch", "numpy")
 EVERY = 100
-MIB = 1024 * 1024
-
-
-def rss_bytes() -> int:
-    try:
-        import psutil
-    except ImportError:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    return psutil.Process().memory_info().rss
-
-
-def peak_bytes() -> int:
-    """``ru_maxrss``. Linux carries it across exec from the process that started us,
-    so ``main`` starts the workers while it is still small (stdlib only)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
-
-
-def high_water_bytes() -> int | None:
-    """Linux's VmHWM: the peak of this process's own memory map only (None elsewhere)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def trainer(framework: str, batch: int) -> Any:
@@ -125,25 +98,14 @@ def worker(framework: str, steps: int, batch: int) -> dict[str, Any]:
             "vmhwm_mib": None if hwm is None else round(hwm / MIB, 2)}
 
 
-def run_worker(framework: str, steps: int, batch: int) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), framework, str(steps), str(batch)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"memory worker for {framework} failed (exit {done.returncode}):\n"
-                           f"{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main(args: Any) -> None:
     steps = 300 if args.quick else 1000
     batch = 128
     # Workers first, while this process holds only the standard library (see peak_bytes).
     skip = {"torch"} if args.no_torch else set()
-    runs = {f: run_worker(f, steps, batch) for f in FRAMEWORKS if f not in skip}
+    runs = {f: _harness.run_worker(__file__, f, steps, batch) for f in FRAMEWORKS if f not in skip}
     skipped = {f: r["skipped"] for f, r in runs.items() if "skipped" in r}
     runs = {f: r for f, r in runs.items() if "skipped" not in r}
-
-    import _harness
 
     torch = _harness.import_torch(args.no_torch)
     _harness.print_machine_line(torch)

@@ -10,8 +10,6 @@ step (forward, loss, backward, update), not data loading.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import _harness
@@ -28,10 +26,7 @@ OPTIMIZERS: dict[str, dict[str, float]] = {
 }
 BATCHES = (128, 1024)
 FRAMEWORKS = ("needle", "torch", "torch_fused", "numpy")
-Runner = Callable[[], float]
-
-
-Step = Callable[[int], Any]  # trains on batch i, returns that step's loss (native type)
+Step = _harness.Step
 
 
 def needle_step(ndl: Any, opt: str, data: list, state: dict) -> Step:
@@ -39,21 +34,9 @@ def needle_step(ndl: Any, opt: str, data: list, state: dict) -> Step:
     model, state["needle_model"] = needle_model.build()
     model.train()
     nn, optim = needle_model.submodule("nn"), needle_model.submodule("optim")
-    loss_fn = nn.SoftmaxLoss()
     cls = optim.Adam if opt == "adam" else optim.SGD
-    optimizer = cls(model.parameters(), **OPTIMIZERS[opt])
-    tensors = [(ndl.Tensor(x, requires_grad=False), ndl.Tensor(y, dtype=y.dtype, requires_grad=False))
-               for x, y in data]
-
-    def step(i: int) -> Any:
-        x, y = tensors[i]
-        optimizer.reset_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return step
+    return _harness.train_step(model, nn.SoftmaxLoss(), cls(model.parameters(), **OPTIMIZERS[opt]),
+                               _harness.needle_batches(ndl, data))
 
 
 def torch_step(torch: Any, opt: str, data: list, fused: bool = False) -> Step:
@@ -67,18 +50,8 @@ def torch_step(torch: Any, opt: str, data: list, fused: bool = False) -> Step:
         # dampening = momentum makes torch's velocity the course's average of gradients
         hyper = OPTIMIZERS["sgd"]
         optimizer = torch.optim.SGD(net.parameters(), **hyper, dampening=hyper["momentum"])
-    tensors = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
-    cross_entropy = torch.nn.functional.cross_entropy
-
-    def step(i: int) -> Any:
-        x, y = tensors[i]
-        optimizer.zero_grad()
-        loss = cross_entropy(net(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return step
+    return _harness.train_step(net, torch.nn.functional.cross_entropy, optimizer,
+                               _harness.torch_batches(torch, data))
 
 
 def numpy_step(opt: str, data: list) -> Step:
@@ -92,19 +65,6 @@ def numpy_step(opt: str, data: list) -> Step:
         return loss
 
     return step
-
-
-def epoch_runner(step: Step, steps: int, state: dict, key: str) -> Runner:
-    """One repeat: ``steps`` consecutive steps, timed; the last loss goes to ``state``."""
-    def run() -> float:
-        start = time.perf_counter()
-        for i in range(steps):
-            loss = step(i)
-        seconds = time.perf_counter() - start
-        state[key] = float(loss.item() if hasattr(loss, "item") else loss)
-        return seconds
-
-    return run
 
 
 def main(args: Any) -> None:
@@ -126,42 +86,29 @@ def main(args: Any) -> None:
             # shared machine (one slow moment moves the median by 10%)
             steps = max(3 if args.quick else 30, examples // batch)
             data = _mnist.batches(x, y, batch, steps)
-            final: dict[str, Any] = {}
+            built: dict[str, Any] = {}
             step_fns: dict[str, Step] = {}
             if needle_missing is None:
-                step_fns["needle"] = needle_step(ndl, opt, data, final)
+                step_fns["needle"] = needle_step(ndl, opt, data, built)
             if torch is not None:
                 step_fns["torch"] = torch_step(torch, opt, data)
                 if opt == "adam":
                     step_fns["torch_fused"] = torch_step(torch, opt, data, fused=True)
             step_fns["numpy"] = numpy_step(opt, data)
-            source = final.pop("needle_model", source)
-            cases = {k: epoch_runner(f, steps, final, k) for k, f in step_fns.items()}
-            results = _harness.rates(cases, args.repeats, work=steps * batch)
-            # The same comparison again with the frameworks taking turns step by step: a
-            # slow spell of a shared machine (they last seconds) then hits all of them.
-            # One thread only: with more, every turn puts thread pools to sleep and wakes
-            # them (PyTorch's OpenMP pool most), which that schedule would measure instead.
-            by_step = (_harness.interleave_steps(step_fns, steps, args.repeats)
-                       if _harness.bench_threads() == 1 else {})
+            source = built.get("needle_model", source)
+            runs = _harness.compare(step_fns, steps, args.repeats, work=steps * batch)
             fastest_torch = "torch_fused" if opt == "adam" else "torch"
-            med = {k: results[k]["median"] if k in results else None for k in FRAMEWORKS}
-            ratios = {"needle/torch": _harness.ratio(med["needle"], med["torch"]),
-                      "needle/torch_fused": _harness.ratio(med["needle"], med["torch_fused"]),
-                      "needle/numpy": _harness.ratio(med["needle"], med["numpy"]),
-                      "torch/numpy": _harness.ratio(med["torch"], med["numpy"])}
-            paired = {"needle/torch_fused": _harness.paired_ratio(results, "needle", "torch_fused"),
-                      "needle/numpy": _harness.paired_ratio(results, "needle", "numpy")}
-            # speed ratio = time ratio inverted: reference seconds / needle seconds
-            stepwise = {f"needle/{ref}": _harness.time_ratio(by_step, ref, "needle")
-                        for ref in ("torch", "torch_fused", "numpy")}
-            report.record({"optimizer": opt, "batch": batch, "steps_per_repeat": steps,
-                           **OPTIMIZERS[opt]}, "examples/s", results, ratios,
-                          paired_ratios=paired, step_interleaved_ratios=stepwise,
-                          step_interleaved_seconds=by_step,
-                          final_loss={k: round(v, 4) for k, v in final.items()},
-                          needle_model=source)
-            rows.append([f"{opt}, batch {batch}", *(med[k] for k in FRAMEWORKS),
+            rec = runs.record(
+                report, {"optimizer": opt, "batch": batch, "steps_per_repeat": steps,
+                         **OPTIMIZERS[opt]}, "examples/s",
+                ratios=[("needle", "torch"), ("needle", "torch_fused"), ("needle", "numpy"),
+                        ("torch", "numpy")],
+                paired=[("needle", "torch_fused"), ("needle", "numpy")],
+                stepwise=[("needle", ref) for ref in ("torch", "torch_fused", "numpy")],
+                needle_model=source)
+            ratios, paired, stepwise = (rec[k] for k in ("ratios", "paired_ratios",
+                                                         "step_interleaved_ratios"))
+            rows.append([f"{opt}, batch {batch}", *(runs.median(k) for k in FRAMEWORKS),
                          *(ratios[k] for k in ("needle/torch", "needle/torch_fused",
                                                "needle/numpy")),
                          paired["needle/torch_fused"], paired["needle/numpy"],

@@ -77,30 +77,28 @@ def matmul_cases() -> dict[str, Make]:
 def chain_cases() -> dict[str, Make]:
     """Backward alone of ``sum(relu(x * w + b) * 2)`` on 10x10 (five ops); the forward
     is rebuilt before each call, untimed: the call returns its own seconds."""
-    def needle(rng):
+    def autograd(leaf: Callable[[np.ndarray], Any]) -> Make:
+        """The case for a framework whose ``leaf(array)`` makes a tensor requiring grad
+        (needle's and torch's code for it is the same)."""
+        def make(rng):
+            x, w, b = (leaf(rng.standard_normal((10, 10))) for _ in range(3))
+
+            def step():
+                x.grad = w.grad = b.grad = None
+                out = ((x * w + b).relu() * 2.0).sum()
+                start = time.perf_counter()
+                out.backward()
+                return time.perf_counter() - start
+            return step
+        return make
+
+    def needle_leaf(a):
         import needle as ndl
-        x, w, b = (ndl.Tensor(rng.standard_normal((10, 10))) for _ in range(3))
+        return ndl.Tensor(a)
 
-        def step():
-            x.grad = w.grad = b.grad = None
-            out = ((x * w + b).relu() * 2.0).sum()
-            start = time.perf_counter()
-            out.backward()
-            return time.perf_counter() - start
-        return step
-
-    def torch(rng):
+    def torch_leaf(a):
         import torch as th
-        x, w, b = (th.tensor(rng.standard_normal((10, 10)), dtype=th.float32, requires_grad=True)
-                   for _ in range(3))
-
-        def step():
-            x.grad = w.grad = b.grad = None
-            out = ((x * w + b).relu() * 2.0).sum()
-            start = time.perf_counter()
-            out.backward()
-            return time.perf_counter() - start
-        return step
+        return th.tensor(a, dtype=th.float32, requires_grad=True)
 
     def numpy(rng):
         x, w, b = (rng.standard_normal((10, 10), dtype=np.float32) for _ in range(3))
@@ -116,7 +114,7 @@ def chain_cases() -> dict[str, Make]:
             return seconds
         return step
 
-    return {"needle": needle, "torch": torch, "numpy": numpy}
+    return {"needle": autograd(needle_leaf), "torch": autograd(torch_leaf), "numpy": numpy}
 
 
 CASES: dict[str, tuple[Callable[[], dict[str, Make]], bool]] = {

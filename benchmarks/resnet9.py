@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import _harness
 import numpy as np
+from torch_model import residual
 
 BATCHES = (8, 64)
 MEMORY_BATCH = 64
 SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.001}
 CLASSES = 10
-MIB = 1024 * 1024
+MIB = _harness.MIB
 
 
 def cifar_batches(batch: int, steps: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -54,23 +54,15 @@ def torch_model(torch: Any, weights_from: Any | None = None) -> Any:
     course's layouts: conv (KH, KW, in, out) -> (out, in, KH, KW), linear (in, out) -> (out, in)."""
     nn = torch.nn
 
-    class Residual(nn.Module):
-        def __init__(self, fn: Any) -> None:
-            super().__init__()
-            self.fn = fn
-
-        def forward(self, x: Any) -> Any:
-            return self.fn(x) + x
-
     def conv_bn(cin: int, cout: int, k: int, stride: int) -> Any:
         return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2), nn.BatchNorm2d(cout),
                              nn.ReLU())
 
     net = nn.Sequential(
         conv_bn(3, 16, 7, 4), conv_bn(16, 32, 3, 2),
-        Residual(nn.Sequential(conv_bn(32, 32, 3, 1), conv_bn(32, 32, 3, 1))),
+        residual(torch, nn.Sequential(conv_bn(32, 32, 3, 1), conv_bn(32, 32, 3, 1))),
         conv_bn(32, 64, 3, 2), conv_bn(64, 128, 3, 2),
-        Residual(nn.Sequential(conv_bn(128, 128, 3, 1), conv_bn(128, 128, 3, 1))),
+        residual(torch, nn.Sequential(conv_bn(128, 128, 3, 1), conv_bn(128, 128, 3, 1))),
         nn.Flatten(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, CLASSES))
     net.train()
     if weights_from is not None:
@@ -88,78 +80,18 @@ def torch_model(torch: Any, weights_from: Any | None = None) -> Any:
 
 # -- one training step each ---------------------------------------------------------------
 def needle_step(ndl: Any, model: Any, data: list) -> Any:
-    import needle.nn as nn
-    import needle.optim as optim
-
-    loss_fn = nn.SoftmaxLoss()
-    opt = optim.SGD(model.parameters(), **SGD)
-    tensors = [(ndl.Tensor(x, requires_grad=False), ndl.Tensor(y, dtype=y.dtype,
-                                                                requires_grad=False))
-               for x, y in data]
-
-    def step(i: int) -> Any:
-        x, y = tensors[i % len(tensors)]
-        opt.reset_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
+    return _harness.train_step(model, ndl.nn.SoftmaxLoss(), ndl.optim.SGD(model.parameters(), **SGD),
+                               _harness.needle_batches(ndl, data))
 
 
 def torch_step(torch: Any, net: Any, data: list) -> Any:
     # dampening = momentum makes torch's velocity the course's average of gradients
     opt = torch.optim.SGD(net.parameters(), **SGD, dampening=SGD["momentum"])
-    tensors = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
-    cross_entropy = torch.nn.functional.cross_entropy
-
-    def step(i: int) -> Any:
-        x, y = tensors[i % len(tensors)]
-        opt.zero_grad()
-        loss = cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
-
-
-def epoch_runner(step: Any, steps: int) -> Any:
-    def run() -> float:
-        start = time.perf_counter()
-        for i in range(steps):
-            step(i)
-        return time.perf_counter() - start
-
-    return run
+    return _harness.train_step(net, torch.nn.functional.cross_entropy, opt,
+                               _harness.torch_batches(torch, data))
 
 
 # -- peak memory, one framework per process ----------------------------------------------
-def _rss_bytes() -> int:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def _high_water_bytes() -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_high_water() -> bool:
-    """Linux: writing 5 to clear_refs resets VmHWM to the current resident size."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def memory_worker(framework: str, steps: int, batch: int) -> dict[str, Any]:
     """In the framework's own process: build, reset the high-water mark, train ``steps``
     steps; the step's peak is the high-water mark minus the resident size before it."""
@@ -173,14 +105,15 @@ def memory_worker(framework: str, steps: int, batch: int) -> dict[str, Any]:
         import needle as ndl
 
         step = needle_step(ndl, needle_model(), data)
-    if not _reset_high_water():
+    if not _harness.reset_high_water():
         return {"framework": framework, "skipped": "cannot reset VmHWM (/proc/self/clear_refs)"}
-    before = _rss_bytes()
+    before = _harness.rss_bytes()
     for i in range(steps):
         step(i)
-    peak = _high_water_bytes() or 0
+    peak = _harness.high_water_bytes() or 0
     out = {"framework": framework, "batch": batch, "steps": steps,
-           "rss_before_mib": round(before / MIB, 2), "after_mib": round(_rss_bytes() / MIB, 2),
+           "rss_before_mib": round(before / MIB, 2),
+           "after_mib": round(_harness.rss_bytes() / MIB, 2),
            "step_peak_mib": round((peak - before) / MIB, 2)}
     if framework == "needle":  # NumPy reports its buffers to tracemalloc: the exact peak
         tracemalloc.start()
@@ -191,12 +124,7 @@ def memory_worker(framework: str, steps: int, batch: int) -> dict[str, Any]:
 
 
 def run_memory_worker(framework: str, steps: int, batch: int) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), framework, str(steps), str(batch)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"resnet9 memory worker for {framework} failed (exit "
-                           f"{done.returncode}):\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _harness.run_worker(__file__, framework, steps, batch)
 
 
 # -- the benchmark --------------------------------------------------------------------------
@@ -206,7 +134,6 @@ def main(args: Any) -> None:
     mem_steps = 3 if args.quick else 10
     memory = {f: run_memory_worker(f, mem_steps, MEMORY_BATCH) for f in frameworks}
 
-    import _harness
     import needle as ndl
 
     torch = _harness.import_torch(args.no_torch)
@@ -220,20 +147,11 @@ def main(args: Any) -> None:
         step_fns = {"needle": needle_step(ndl, model, data)}
         if torch is not None:
             step_fns["torch"] = torch_step(torch, torch_model(torch, model), data)
-        cases = {k: epoch_runner(f, steps) for k, f in step_fns.items()}
-        results = _harness.rates(cases, args.repeats, work=steps * batch)
-        by_step = (_harness.interleave_steps(step_fns, steps, args.repeats)
-                   if _harness.bench_threads() == 1 else {})
-        med = {k: results[k]["median"] if k in results else None for k in ("needle", "torch")}
-        ratios = {"needle/torch": _harness.ratio(med["needle"], med["torch"])}
-        paired = _harness.paired_ratio(results, "needle", "torch")
-        stepwise = _harness.time_ratio(by_step, "torch", "needle")
-        report.record({"batch": batch, "steps_per_repeat": steps, **SGD}, "images/s", results,
-                      ratios, paired_ratios={"needle/torch": paired},
-                      step_interleaved_ratios={"needle/torch": stepwise},
-                      step_interleaved_seconds=by_step)
-        rows.append([f"batch {batch}", med["needle"], med["torch"], ratios["needle/torch"],
-                     paired, stepwise])
+        runs = _harness.compare(step_fns, steps, args.repeats, work=steps * batch)
+        pair = ("needle", "torch")
+        runs.record(report, {"batch": batch, "steps_per_repeat": steps, **SGD}, "images/s", [pair])
+        rows.append([f"batch {batch}", runs.median("needle"), runs.median("torch"),
+                     runs.ratio(*pair), runs.paired(*pair), runs.stepwise(*pair)])
     notes = ["ratios are speed ratios: above 1.0 needle trains faster than PyTorch",
              "paired: median of per-repeat ratios; by step: the frameworks take turns step by "
              "step (1 thread only)"]

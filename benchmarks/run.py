@@ -1,6 +1,6 @@
 """Run needle's benchmarks: ``python benchmarks/run.py NAME`` (``all`` or one of ``BENCHMARKS``)
-(and ``cpu_profile``, which explains a benchmark rather than being one, and ``scaling``,
-which starts MPI jobs: neither is part of ``all``).
+(and ``cpu_profile``, which explains a benchmark rather than being one, ``scaling``,
+which starts MPI jobs, and ``blas``, which compares BLAS libraries: none is part of ``all``).
 
 This launcher exists because BLAS and OpenMP read their thread counts once, when
 the library loads: the variables must be set *before* NumPy or PyTorch is
@@ -19,8 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("mlp_resnet", "resnet9", "matmul", "overhead", "memory", "transformer_lm")
-PROFILES = ("cpu_profile", "scaling")
+BENCHMARKS = ("mlp_resnet", "resnet9", "matmul", "overhead", "memory", "transformer_lm", "lstm_lm")
+PROFILES = ("cpu_profile", "scaling", "blas")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 # Unset together, for benchmarking only (never in tests or CI).

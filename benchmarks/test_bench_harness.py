@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import _harness
 import _mnist
+import blas
 import cpu_profile
 import matmul
 import needle_model
@@ -23,6 +21,7 @@ import numpy_mlp
 import overhead
 import pytest
 import run as launcher
+from _testing import quick_run
 
 HERE = Path(__file__).resolve().parent
 
@@ -257,18 +256,13 @@ def test_matmul_check_catches_a_framework_computing_something_else():
 
 def test_quick_overhead_run_end_to_end():
     """The launcher starts the benchmark in its own process with its pinned environment."""
-    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
-    env.pop("NEEDLE_BENCH_CHILD", None)
-    done = subprocess.run([sys.executable, str(HERE / "run.py"), "overhead", "--quick", "--no-torch"],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    records, out = quick_run("overhead", OPENBLAS_CORETYPE="Haswell")
+    lines = out.splitlines()
     assert "unset: OPENBLAS_CORETYPE=Haswell" in lines[1] and "threads 1" in lines[1]
-    records = [json.loads(line) for line in lines if line.startswith("{")]
     assert [r["config"]["op"] for r in records] == list(overhead.CASES)
     for r in records:
         assert r["results"]["needle"]["median"] > 0 and r["ratios"]["needle/numpy"] > 0
-    assert "Per-op overhead" in done.stdout and "NumPy ratios only" in done.stdout
+    assert "Per-op overhead" in out and "NumPy ratios only" in out
 
 
 # -- cpu_profile's recorder ---------------------------------------------------------
@@ -317,3 +311,19 @@ def test_recorder_answers_replays_and_restores_the_backend():
         recorder.close()
     assert "matmul" not in vars(backend)  # the instance wrappers are gone
     assert type(backend).matmul is backend.matmul.__func__
+
+
+# -- blas -------------------------------------------------------------------------------
+def test_quick_blas_run_checks_and_times_every_shape():
+    records, out = quick_run("blas")
+    assert [r["config"]["shape"] for r in records] == [c[0] for c in blas.cases()]
+    assert all(r["unit"] == "GFLOP/s" and r["results"]["numpy"]["median"] > 0 for r in records)
+    assert "sgemm, GFLOP/s" in out and "not installed here: torch" in out
+
+
+def test_blas_cases_multiply_what_the_label_says():
+    for label, sa, sb, ta, tb in blas.cases():
+        m, k = (sa[1], sa[0]) if ta else sa
+        kb, n = (sb[1], sb[0]) if tb else sb
+        dims = next(w for w in label.split() if w.count("x") == 2)
+        assert k == kb and sorted(map(int, dims.split("x"))) == sorted((m, k, n)), label

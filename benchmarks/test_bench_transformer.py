@@ -4,22 +4,29 @@ and a quick run end to end."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import _harness
+import _lm
 import numpy as np
 import pytest
 import transformer_lm as bench
+from _testing import quick_run
 
 HERE = Path(__file__).resolve().parent
 SMALL = {"vocab": 30, "embed": 8, "hidden": 16, "layers": 2, "seq": 6}
 
 
+def needle_step(ndl, lm, data):
+    return _lm.needle_step(ndl, lm, data, *bench.OPTIMIZER)
+
+
+def torch_step(torch, net, data):
+    return _lm.torch_step(torch, net, data, *bench.OPTIMIZER)
+
+
 def test_batches_are_next_token_pairs():
-    data = bench.batches(2, vocab=30, seq=6, batch=4)
+    data = _lm.batches(2, vocab=30, seq=6, batch=4)
     assert len(data) == 2
     (x, y), (x2, _) = data
     assert x.shape == (6, 4) and y.shape == (24,) and x.dtype == y.dtype == np.int64
@@ -30,39 +37,34 @@ def test_batches_are_next_token_pairs():
 def test_loss_check_passes_the_same_network_and_catches_another():
     import needle as ndl
 
-    data = bench.batches(3, vocab=30, seq=6, batch=4)
-    same = {name: bench.needle_step(ndl, bench.needle_model(ndl, **SMALL), data)
+    data = _lm.batches(3, vocab=30, seq=6, batch=4)
+    same = {name: needle_step(ndl, bench.needle_model(ndl, **SMALL), data)
             for name in ("a", "b")}
-    losses = bench.check_same_losses(same, 3)
+    losses = _harness.check_same_losses(same, 3)
     assert len(losses) == 3 and losses[2] < losses[0]  # it trains
     other = bench.needle_model(ndl, **SMALL)
     other.linear.weight.data = other.linear.weight * 2.0
-    steps = {"a": bench.needle_step(ndl, bench.needle_model(ndl, **SMALL), data),
-             "b": bench.needle_step(ndl, other, data)}
+    steps = {"a": needle_step(ndl, bench.needle_model(ndl, **SMALL), data),
+             "b": needle_step(ndl, other, data)}
     with pytest.raises(AssertionError, match="b's losses differ from a's"):
-        bench.check_same_losses(steps, 3)
+        _harness.check_same_losses(steps, 3)
 
 
 def test_torch_copy_trains_like_needle():
     torch = pytest.importorskip("torch", reason="PyTorch is only in the bench environment")
     import needle as ndl
 
-    data = bench.batches(3, vocab=30, seq=6, batch=4)
-    steps = {"needle": bench.needle_step(ndl, bench.needle_model(ndl, **SMALL), data),
-             "torch": bench.torch_step(torch, bench.torch_model(
+    data = _lm.batches(3, vocab=30, seq=6, batch=4)
+    steps = {"needle": needle_step(ndl, bench.needle_model(ndl, **SMALL), data),
+             "torch": torch_step(torch, bench.torch_copy(
                  torch, bench.needle_model(ndl, **SMALL)), data)}
-    bench.check_same_losses(steps, 3, rtol=1e-4)
+    _harness.check_same_losses(steps, 3, rtol=1e-4)
 
 
 def test_quick_transformer_run_end_to_end():
-    env = dict(os.environ)
-    env.pop("NEEDLE_BENCH_CHILD", None)
-    done = subprocess.run([sys.executable, str(HERE / "run.py"), "transformer_lm", "--quick",
-                           "--no-torch"], capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr
-    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    records, out = quick_run("transformer_lm")
     assert len(records) == 1 and records[0]["unit"] == "tokens/s"
     assert records[0]["config"]["embedding"] == 256 and records[0]["config"]["vocab"] == 10_000
     assert records[0]["results"]["needle"]["median"] > 0
     assert np.isfinite(records[0]["final_loss"]["needle"])
-    assert "Transformer LM training, tokens/s" in done.stdout
+    assert "Transformer LM training, tokens/s" in out

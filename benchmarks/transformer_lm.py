@@ -12,29 +12,16 @@ does not depend on which words they are. The frameworks take turns step by step,
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
-import _harness
+import _lm
 import numpy as np
+import torch_model
 
 VOCAB, EMBED, HEADS, DIM_HEAD, HIDDEN, LAYERS = 10_000, 256, 8, 32, 512, 2
 SEQ, BATCH = 32, 8
 LR = 0.001
-FRAMEWORKS = ("needle", "torch")
-Step = Callable[[int], Any]  # trains on batch i, returns that step's loss
-
-
-def batches(steps: int, seed: int = 0, vocab: int = VOCAB, seq: int = SEQ,
-            batch: int = BATCH) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(ids (seq, batch), next ids (seq·batch,)) pairs, int64, as the course's PTB batches."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(steps):
-        ids = rng.integers(0, vocab, (seq + 1, batch))
-        out.append((ids[:-1], ids[1:].reshape(-1)))
-    return out
+OPTIMIZER = ("Adam", {"lr": LR})  # name in needle.optim and torch.optim, arguments
 
 
 def needle_model(ndl: Any, vocab: int = VOCAB, embed: int = EMBED, hidden: int = HIDDEN,
@@ -47,20 +34,15 @@ def needle_model(ndl: Any, vocab: int = VOCAB, embed: int = EMBED, hidden: int =
                          seq_len=seq)
 
 
-def torch_model(torch: Any, lm: Any) -> Any:
+def torch_copy(torch: Any, lm: Any) -> Any:
     """The same network in PyTorch, holding ``lm``'s weights (needle keeps W as (in, out))."""
     nn, F = torch.nn, torch.nn.functional
 
-    def tensor(p: Any, transpose: bool = False) -> Any:
-        a = p.numpy().reshape(p.shape[-1]) if p.shape[0] == 1 else p.numpy()
-        return nn.Parameter(torch.from_numpy(np.ascontiguousarray(a.T if transpose else a)))
-
     def linear(layer: Any) -> Any:
-        out = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
-        out.weight = tensor(layer.weight, transpose=True)
-        if layer.bias is not None:
-            out.bias = tensor(layer.bias)
-        return out
+        return torch_model.linear(torch, layer)
+
+    def tensor(p: Any) -> Any:
+        return torch_model.parameter(torch, p)
 
     def layer_norm(ln: Any) -> Any:
         out = nn.LayerNorm(ln.dim, eps=ln.eps)
@@ -110,106 +92,10 @@ def torch_model(torch: Any, lm: Any) -> Any:
     return LM()
 
 
-def needle_step(ndl: Any, lm: Any, data: list) -> Step:
-    lm.train()
-    nn = ndl.nn
-    loss_fn = nn.SoftmaxLoss()
-    opt = ndl.optim.Adam(lm.parameters(), lr=LR)
-    tensors = [(ndl.Tensor(x, dtype="int64", requires_grad=False),
-                ndl.Tensor(y, dtype="int64", requires_grad=False)) for x, y in data]
-
-    def step(i: int) -> Any:
-        x, y = tensors[i]
-        opt.reset_grad()
-        loss = loss_fn(lm(x)[0], y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
-
-
-def torch_step(torch: Any, net: Any, data: list) -> Step:
-    net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-    tensors = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
-    cross_entropy = torch.nn.functional.cross_entropy
-
-    def step(i: int) -> Any:
-        x, y = tensors[i]
-        opt.zero_grad()
-        loss = cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
-
-
-def check_same_losses(steps: dict[str, Step], n: int, rtol: float = 1e-3) -> list[float]:
-    """Run ``n`` steps of each framework from the same weights: every loss must agree
-    (so both really train the same network). Returns the reference's losses."""
-    losses: dict[str, list[float]] = {name: [] for name in steps}
-    for i in range(n):
-        for name, step in steps.items():
-            loss = step(i)
-            losses[name].append(float(loss.item() if hasattr(loss, "item") else loss.numpy()))
-    ref, *others = steps
-    for name in others:
-        np.testing.assert_allclose(losses[name], losses[ref], rtol=rtol,
-                                   err_msg=f"{name}'s losses differ from {ref}'s")
-    return losses[ref]
-
-
 def main(args: Any) -> None:
-    import needle as ndl
-
-    torch = _harness.import_torch(args.no_torch)
-    _harness.print_machine_line(torch)
-    report = _harness.Report("transformer_lm", args, torch)
-    steps = 3 if args.quick else 20
-    data = batches(steps)
-    check = batches(3, seed=1)
-    if torch is not None:  # both train the same network: three steps' losses agree
-        first = check_same_losses({"needle": needle_step(ndl, needle_model(ndl), check),
-                                   "torch": torch_step(torch, torch_model(torch, needle_model(ndl)),
-                                                       check)}, 3)
-        print(f"# needle and torch losses agree over 3 steps: {', '.join(f'{v:.4f}' for v in first)}",
-              flush=True)
-    step_fns: dict[str, Step] = {"needle": needle_step(ndl, needle_model(ndl), data)}
-    if torch is not None:
-        step_fns["torch"] = torch_step(torch, torch_model(torch, needle_model(ndl)), data)
-    final: dict[str, float] = {}
-
-    def runner(name: str) -> Callable[[], float]:
-        def run() -> float:
-            start = time.perf_counter()
-            for i in range(steps):
-                loss = step_fns[name](i)
-            seconds = time.perf_counter() - start
-            final[name] = float(loss.item() if hasattr(loss, "item") else loss.numpy())
-            return seconds
-        return run
-
-    tokens = steps * SEQ * BATCH
-    results = _harness.rates({k: runner(k) for k in step_fns}, args.repeats, work=tokens)
-    by_step = (_harness.interleave_steps(step_fns, steps, args.repeats)
-               if _harness.bench_threads() == 1 else {})
-    med = {k: results[k]["median"] if k in results else None for k in FRAMEWORKS}
-    ratios = {"needle/torch": _harness.ratio(med["needle"], med["torch"])}
-    paired = {"needle/torch": _harness.paired_ratio(results, "needle", "torch")}
-    stepwise = {"needle/torch": _harness.time_ratio(by_step, "torch", "needle")}
-    report.record({"vocab": VOCAB, "embedding": EMBED, "heads": HEADS, "dim_head": DIM_HEAD,
-                   "hidden": HIDDEN, "layers": LAYERS, "seq": SEQ, "batch": BATCH,
-                   "optimizer": "adam", "lr": LR, "steps_per_repeat": steps}, "tokens/s",
-                  results, ratios, paired_ratios=paired, step_interleaved_ratios=stepwise,
-                  step_interleaved_seconds=by_step,
-                  final_loss={k: round(v, 4) for k, v in final.items()})
-    rows = [[f"{LAYERS} layers, {SEQ}x{BATCH} tokens", med["needle"], med["torch"],
-             ratios["needle/torch"], paired["needle/torch"], stepwise["needle/torch"]]]
-    report.table(f"Transformer LM training, tokens/s (median of {args.repeats}, "
-                 f"{_harness.bench_threads()} thread(s))",
-                 ["config", "needle", "torch", "needle/torch", "paired", "by step"], rows,
-                 ["ratios are speed ratios: above 1.0 needle trains faster",
-                  "torch uses scaled_dot_product_attention (is_causal=True)"])
-    report.finish()
+    config = {"vocab": VOCAB, "embedding": EMBED, "heads": HEADS, "dim_head": DIM_HEAD,
+              "hidden": HIDDEN, "layers": LAYERS, "seq": SEQ, "batch": BATCH,
+              "optimizer": "adam", "lr": LR}
+    _lm.main(args, "transformer_lm", "Transformer LM training", config, 3 if args.quick else 20,
+             needle_model, torch_copy, OPTIMIZER,
+             ["torch uses scaled_dot_product_attention (is_causal=True)"])

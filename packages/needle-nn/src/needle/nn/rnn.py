@@ -27,9 +27,12 @@ def _uniform(k: float, *shape: int, device: Any, dtype: Any) -> Parameter:
 
 
 class _Cell(Module):
-    """Parameters and affine step shared by the cells (``gates`` blocks of hidden_size).
+    """Parameters and affine steps shared by the cells (``gates`` blocks of hidden_size).
 
-    A missing state is zeros, as in the course: W_hh then gets a (zero) gradient too.
+    A cell's step is ``_step(xw, h)``, where ``xw = _input(x, bias)`` is the input's part
+    ``x W_ih + b``: ``_Stacked`` prepares the bias once per sequence, not once a step. Both
+    products are one fused ``ops.linear`` each, ``h W_hh + xw`` taking xw as its (full-shape)
+    bias. A missing state is zeros, as in the course: W_hh then gets a (zero) gradient too.
     """
 
     gates = 1
@@ -46,28 +49,34 @@ class _Cell(Module):
         self.bias_ih = _uniform(k, width, device=device, dtype=dtype) if bias else None
         self.bias_hh = _uniform(k, width, device=device, dtype=dtype) if bias else None
 
-    def _check(self, x: Tensor, h: Tensor) -> None:
+    def forward(self, x: Tensor, h: Any = None) -> Any:
         check_input(self, x, 2, 1, self.input_size, "(N, {})")
-        if h.shape != (x.shape[0], self.hidden_size):
+        state = self._zero_state(x) if h is None else h
+        self._check_state(x, state)
+        return self._step(self._input(x, self._input_bias()), state)
+
+    def _check_state(self, x: Tensor, h: Tensor) -> None:
+        if not isinstance(h, Tensor) or h.shape != (x.shape[0], self.hidden_size):
+            got = h.shape if isinstance(h, Tensor) else type(h).__name__
             raise NeedleError(f"{describe(self)}: hidden state must have shape "
-                              f"{(x.shape[0], self.hidden_size)}, got {h.shape}")
+                              f"{(x.shape[0], self.hidden_size)}, got {got}")
 
-    def _bias(self, b: Tensor, out: Tensor) -> Tensor:
-        return out + b.reshape((1, self.gates * self.hidden_size)).broadcast_to(out.shape)
-
-    def _affine(self, x: Tensor, h: Tensor) -> Tensor:
-        self._check(x, h)
-        out = x @ self.W_ih + h @ self.W_hh
-        if self.bias_ih is not None:
-            out = self._bias(self.bias_ih + self.bias_hh, out)
-        return out
-
-    def _split(self, gates: Tensor) -> Any:
-        """(N, gates·hidden) -> ``gates`` tensors of (N, hidden)."""
-        return ops.split(gates.reshape((gates.shape[0], self.gates, self.hidden_size)), 1)
-
-    def _zeros(self, x: Tensor) -> Tensor:
+    def _zero_state(self, x: Tensor) -> Any:
         return init.zeros(x.shape[0], self.hidden_size, device=x.device, dtype=x.dtype)
+
+    # Subclasses: the bias added to x W_ih (both biases, by default), and the step.
+    def _input_bias(self) -> Tensor | None:
+        return None if self.bias_ih is None else self.bias_ih + self.bias_hh
+
+    def _input(self, x: Tensor, bias: Tensor | None) -> Tensor:
+        return ops.linear(x, self.W_ih, bias)
+
+    def _step(self, xw: Tensor, h: Any) -> Any:
+        raise NotImplementedError
+
+    def _gate(self, gates: Tensor, k: int) -> Tensor:
+        """Block ``k`` (N, hidden) of ``gates`` (N, gates·hidden)."""
+        return gates[:, k * self.hidden_size:(k + 1) * self.hidden_size]
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
@@ -107,8 +116,10 @@ class RNNCell(_Cell):
         self.nonlinearity = nonlinearity
 
     def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        h = self._zeros(x) if h is None else h
-        return _NONLINEARITIES[self.nonlinearity](self._affine(x, h))
+        return super().forward(x, h)
+
+    def _step(self, xw: Tensor, h: Tensor) -> Tensor:
+        return _NONLINEARITIES[self.nonlinearity](ops.linear(h, self.W_hh, xw))
 
 
 class LSTMCell(_Cell):
@@ -146,9 +157,25 @@ class LSTMCell(_Cell):
 
     def forward(self, x: Tensor, h: tuple[Tensor, Tensor] | None = None
                 ) -> tuple[Tensor, Tensor]:
-        h0, c0 = (self._zeros(x), self._zeros(x)) if h is None else h
-        i, f, g, o = self._split(self._affine(x, h0))
-        i, f, g, o = ops.sigmoid(i), ops.sigmoid(f), ops.tanh(g), ops.sigmoid(o)
+        return super().forward(x, h)
+
+    def _zero_state(self, x: Tensor) -> Any:
+        return super()._zero_state(x), super()._zero_state(x)
+
+    def _check_state(self, x: Tensor, h: Any) -> None:
+        if not isinstance(h, (tuple, list)) or len(h) != 2:
+            raise NeedleError(f"{describe(self)}: the state must be a pair (h, c), "
+                              f"got {type(h).__name__}")
+        super()._check_state(x, h[0])
+        super()._check_state(x, h[1])
+
+    def _step(self, xw: Tensor, h: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        h0, c0 = h
+        gates = ops.linear(h0, self.W_hh, xw)
+        # sigmoid and tanh once each over all four blocks, then the blocks each needs:
+        # fewer ops than a nonlinearity per block, which is what a step's time is made of
+        s, t = ops.sigmoid(gates), ops.tanh(gates)
+        i, f, g, o = self._gate(s, 0), self._gate(s, 1), self._gate(t, 2), self._gate(s, 3)
         c = f * c0 + i * g
         return o * ops.tanh(c), c
 
@@ -189,15 +216,16 @@ class GRUCell(_Cell):
         super().__init__(input_size, hidden_size, bias, device, dtype)
 
     def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        h = self._zeros(x) if h is None else h
-        self._check(x, h)
-        gi, gh = x @ self.W_ih, h @ self.W_hh  # n needs h's part apart from x's: no sum
-        if self.bias_ih is not None:
-            gi, gh = self._bias(self.bias_ih, gi), self._bias(self.bias_hh, gh)
-        i_r, i_z, i_n = self._split(gi)
-        h_r, h_z, h_n = self._split(gh)
-        r, z = ops.sigmoid(i_r + h_r), ops.sigmoid(i_z + h_z)
-        n = ops.tanh(i_n + r * h_n)
+        return super().forward(x, h)
+
+    def _input_bias(self) -> Tensor | None:
+        return self.bias_ih  # n needs h's part (and its bias) apart from x's: no sum
+
+    def _step(self, xw: Tensor, h: Tensor) -> Tensor:
+        hw = ops.linear(h, self.W_hh, self.bias_hh)
+        s = ops.sigmoid(xw + hw)  # over all three blocks: fewer ops than slicing r, z first
+        r, z = self._gate(s, 0), self._gate(s, 1)
+        n = ops.tanh(self._gate(xw, 2) + r * self._gate(hw, 2))
         return n + z * (h - n)  # = (1 - z) n + z h, one op fewer
 
 
@@ -232,12 +260,16 @@ class _Stacked(Module):
         time = 1 if self.batch_first else 0
         batch = X.shape[1 - time]
         states = [None] * self.num_layers if h is None else self._layer_states(h, batch)
-        inputs = list(ops.split(X, time))
+        # indexing, not split: each slice's gradient is one scatter, where split's pieces
+        # each send back a tuple of zeros for every other step
+        inputs = [X[:, t] if time else X[t] for t in range(X.shape[time])]
         finals = []
         for cell, state in zip(getattr(self, self.cells_name), states):
+            state = cell._zero_state(inputs[0]) if state is None else state
+            bias = cell._input_bias()  # once per sequence, not once a step
             outputs = []
             for x_t in inputs:
-                state = cell(x_t, state)
+                state = cell._step(cell._input(x_t, bias), state)
                 outputs.append(self._output(state))
             finals.append(state)
             inputs = outputs
