@@ -34,6 +34,12 @@ import numpy as np
 Call = tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
+def _forget(backend: Any) -> None:
+    from needle.ops import gradmath
+
+    gradmath.forget(backend)
+
+
 class Recorder:
     """Wraps every public method of one backend object (instance attributes, so the class
     and other backends are untouched) to record, replay or answer its top-level calls.
@@ -53,6 +59,7 @@ class Recorder:
         for name in names:
             setattr(backend, name, self._wrap(name, getattr(backend, name)))
         self.names = names
+        _forget(backend)  # the backward's array namespace holds the methods: take the wrappers
 
     def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -122,6 +129,7 @@ class Recorder:
     def close(self) -> None:
         for name in self.names:
             delattr(self.backend, name)
+        _forget(self.backend)
 
 
 def profile(ndl: Any, opt: str, data: list, repeats: int) -> tuple[dict[str, float], list]:
