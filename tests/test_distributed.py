@@ -379,6 +379,7 @@ def test_cli_on_two_ranks_matches_one_process_and_resumes_exactly(tmp_path, caps
     """(d): ``--nproc 2`` on digits reaches one process's accuracy band; rank 0 alone
     writes; a run stopped by Ctrl-C (in epoch 2) and resumed under the same N equals a
     straight one bit for bit."""
+    import re
     import signal
     import time
 
@@ -488,13 +489,14 @@ def test_lm_on_two_ranks_equals_one_process_with_twice_the_batch_after_ctrl_c_an
     """The language model: rank r trains columns r*B.. of the 2B-column stream (clipping
     the averaged gradients), so 2 ranks x batch 4 end where 1 process x batch 8 does; a
     Ctrl-C mid-epoch saves every rank's hidden state and --resume continues from it."""
+    import re
     import signal
     import time
 
     from needle.cli import main
 
     lm = ["--dataset", "ptb", "--data-dir", str(tiny_corpus(tmp_path / "text")), "--hidden-dim",
-          "8", "--embedding-dim", "8", "--bptt", "2", "--epochs", "3", "--schedule", "none",
+          "8", "--embedding-dim", "8", "--bptt", "2", "--epochs", "6", "--schedule", "none",
           "--no-progress"]
     assert main(["train", *lm, "--batch-size", "8", "--out", str(tmp_path / "one")]) == 0
     capsys.readouterr()
@@ -504,11 +506,13 @@ def test_lm_on_two_ranks_equals_one_process_with_twice_the_batch_after_ctrl_c_an
                                  "--batch-size", "4", "--out", str(tmp_path / "two")],
                                 stdout=subprocess.DEVNULL, stderr=stderr, env=mpi_env())
         deadline = time.monotonic() + 120
-        while "epoch 1/3" not in err.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while "epoch 1/6" not in err.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
         proc.send_signal(signal.SIGINT)  # mpiexec passes it to both ranks
         assert proc.wait(timeout=120) == 130, err.read_text()[-3000:]
-    assert "stopped in epoch 2 after batch" in err.read_text()
+    # an epoch of this corpus takes ~0.1 s: where the signal lands depends on the machine
+    assert re.search(r"stopped in epoch [2-6] after batch", err.read_text()), \
+        err.read_text()[-3000:]
     saved = ndl.load(tmp_path / "two" / "checkpoint.npz")
     h, c = saved["position"]["carry"]
     assert h.shape == c.shape == (1, 8, 8)  # both ranks' 4 columns
@@ -520,4 +524,4 @@ def test_lm_on_two_ranks_equals_one_process_with_twice_the_batch_after_ctrl_c_an
     for key in a:
         np.testing.assert_allclose(b[key].numpy(), a[key].numpy(), rtol=1e-4, atol=1e-5,
                                    err_msg=key)
-    assert [m["epoch"] for m in metrics(tmp_path / "two")] == [1, 2, 3]
+    assert [m["epoch"] for m in metrics(tmp_path / "two")] == [1, 2, 3, 4, 5, 6]
