@@ -379,7 +379,6 @@ def test_cli_on_two_ranks_matches_one_process_and_resumes_exactly(tmp_path, caps
     """(d): ``--nproc 2`` on digits reaches one process's accuracy band; rank 0 alone
     writes; a run stopped by Ctrl-C (in epoch 2) and resumed under the same N equals a
     straight one bit for bit."""
-    import re
     import signal
     import time
 
