@@ -3,8 +3,7 @@
 Course-compatible: ``SGD(params, lr, momentum, weight_decay)`` and
 ``Adam(params, lr, beta1, beta2, eps, weight_decay)`` with ``step()`` and
 ``reset_grad()``; also ``AdamW``, ``betas=(b1, b2)`` and PyTorch's parameter
-groups. Updates use the backend's in-place ``sgd_update``/``adam_update`` kernels, once
-for all parameters (``fused=True``, the default) or once per parameter (``fused=False``).
+groups. Updates use the backend's fused in-place kernels.
 """
 
 from .adam import Adam, AdamW

@@ -35,10 +35,6 @@ class Adam(Optimizer):
         weight_decay (float, optional): L2 penalty λ. Default: ``0.0``.
         betas (tuple[float, float], optional): ``(β1, β2)`` in PyTorch's spelling,
             instead of ``beta1``/``beta2``. Default: ``None``.
-        foreach (bool, optional): ``False``: update one parameter at a time.
-            Default: ``None`` (the fused path).
-        fused (bool, optional): ``True``: concatenate the parameters and update them in
-            one kernel call (see :class:`~needle.optim.Optimizer`). Default: ``None`` (``True``).
 
     Examples:
         >>> import needle.nn as nn, needle.optim as optim
@@ -55,12 +51,11 @@ class Adam(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 0.01, beta1: float = 0.9,
                  beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0, *,
-                 betas: tuple[float, float] | None = None, foreach: bool | None = None,
-                 fused: bool | None = None) -> None:
+                 betas: tuple[float, float] | None = None) -> None:
         beta1, beta2 = _betas(type(self).__name__, beta1, beta2, betas)
         self.validate(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
-        super().__init__(params, foreach=foreach, fused=fused, lr=lr, beta1=beta1, beta2=beta2,
-                         eps=eps, weight_decay=weight_decay)
+        super().__init__(params, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                         weight_decay=weight_decay)
 
     @property
     def betas(self) -> tuple[float, float]:
@@ -84,10 +79,40 @@ class Adam(Optimizer):
         check_range(name, "eps", eps, 0.0)
         check_range(name, "weight_decay", weight_decay, 0.0)
 
-    def _update(self, backend: Any, param: Array, grad: Array, state: dict[str, Array],
-                hyper: dict[str, Any], step: int) -> None:
-        backend.adam_update(param, grad, state["m"], state["v"], hyper["lr"], hyper["beta1"],
-                            hyper["beta2"], hyper["eps"], hyper["weight_decay"], step)
+    def step(self) -> None:
+        fused = self._flat_arrays(("m", "v"))
+        if fused is not None:
+            flat, grad = fused
+            step = self.state[0]["step"] + 1
+            for entry in self.state.values():
+                entry["step"] = step
+            for h, first, end in self._hyper_runs():
+                self._update(flat.backend, flat.window(flat.params, first, end),
+                             flat.window(grad, first, end), flat.window(flat.state["m"], first, end),
+                             flat.window(flat.state["v"], first, end), h, step)
+            return
+        for i, (p, h) in enumerate(zip(self.params, self._hyper_of())):
+            if p.grad is None:
+                continue
+            data, grad = self._arrays(i, p)
+            entry = self.state.get(i)
+            if entry is None:
+                backend = p.device.backend
+                entry = self.state[i] = {"step": 0, "m": backend.full(data.shape, 0.0, data.dtype),
+                                         "v": backend.full(data.shape, 0.0, data.dtype)}
+            entry["step"] += 1
+            try:
+                self._update(p.device.backend, data, grad, entry["m"], entry["v"], h,
+                             entry["step"])
+            except Exception as exc:
+                entry["step"] -= 1
+                raise self._update_failed(i, p, exc) from exc
+
+    def _update(self, backend: Any, param: Array, grad: Array, m: Array, v: Array,
+                h: dict[str, Any], step: int) -> None:
+        """One step on ``param`` (a parameter or a run of the flat buffer), in place."""
+        backend.adam_update(param, grad, m, v, h["lr"], h["beta1"], h["beta2"], h["eps"],
+                            h["weight_decay"], step)
 
 
 class AdamW(Adam):
@@ -116,8 +141,6 @@ class AdamW(Adam):
         weight_decay (float, optional): decoupled decay λ. Default: ``1e-2``.
         betas (tuple[float, float], optional): ``(β1, β2)`` instead of
             ``beta1``/``beta2``. Default: ``None``.
-        foreach (bool, optional): as for :class:`Adam`. Default: ``None``.
-        fused (bool, optional): as for :class:`Adam`. Default: ``None``.
 
     Examples:
         >>> import needle.nn as nn, needle.optim as optim
@@ -133,17 +156,16 @@ class AdamW(Adam):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, beta1: float = 0.9,
                  beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 1e-2, *,
-                 betas: tuple[float, float] | None = None, foreach: bool | None = None,
-                 fused: bool | None = None) -> None:
-        super().__init__(params, lr, beta1, beta2, eps, weight_decay, betas=betas,
-                         foreach=foreach, fused=fused)
+                 betas: tuple[float, float] | None = None) -> None:
+        super().__init__(params, lr, beta1, beta2, eps, weight_decay, betas=betas)
 
-    def _update(self, backend: Any, param: Array, grad: Array, state: dict[str, Array],
-                hyper: dict[str, Any], step: int) -> None:
-        decay = hyper["lr"] * hyper["weight_decay"]
+    def _update(self, backend: Any, param: Array, grad: Array, m: Array, v: Array,
+                h: dict[str, Any], step: int) -> None:
+        decay = h["lr"] * h["weight_decay"]
         if decay:
             backend.setitem(param, ..., backend.multiply(param, 1.0 - decay))
-        super()._update(backend, param, grad, state, {**hyper, "weight_decay": 0.0}, step)
+        backend.adam_update(param, grad, m, v, h["lr"], h["beta1"], h["beta2"], h["eps"],
+                            0.0, step)
 
 
 def _betas(owner: str, beta1: float, beta2: float,

@@ -1,25 +1,11 @@
-"""The Optimizer base class: parameters, the step's two paths, gradient reset, resumable state.
+"""The Optimizer base class: parameters, gradient reset, resumable state.
 
-Each optimizer writes its update formula once (``_update``, a call of the backend's
-``sgd_update``/``adam_update`` kernel on arrays: no Tensor, no graph, no change to
-``.grad``), and ``step()`` calls it by one of two paths, chosen at construction:
-
-* **fused** (the default, ``fused=True``): parameters that share a device, dtype,
-  hyper-parameters and step count form a run; the run's gradients are concatenated
-  and its values copied into a flat scratch buffer, updated in one call over the
-  run's window of the flat state, and the new values copied back (tinygrad's
-  concatenate, one kernel, split). A model is one run, so a step is one kernel call
-  plus two copies per parameter instead of a kernel call (several array operations
-  on the CPU) per parameter.
-* **for-loop** (``fused=False`` or ``foreach=False``): one call per parameter.
-
-Both paths read and write the same state (see ``state.py``), so results agree and
-nothing depends on which ran before. Parameter storage is never shared: each
-parameter keeps its own array, updated in place, which keeps its dtype and
-identity (float64 weights stay float64, modules holding them see the update,
-``p.data = ...``, ``load_state_dict`` and ``Module.to`` just work). A consequence,
-as in PyTorch: a graph built *before* ``step()`` that is differentiated *after* it
-sees the new values.
+Updates run in place on each parameter's backend array through the backend's
+fused ``sgd_update``/``adam_update`` (a few kernel calls per parameter, no Tensor,
+no graph, no change to ``.grad``). In-place is what keeps a parameter's dtype and
+identity: float64 weights stay float64, and modules holding them see the update.
+A consequence, as in PyTorch: a graph built *before* ``step()`` that is
+differentiated *after* it sees the new values.
 """
 
 from __future__ import annotations
@@ -30,13 +16,8 @@ from typing import Any
 
 import numpy as np
 from needle.autograd import Tensor
-from needle.device import Device
-
-from .state import StateLayout
 
 Array = Any  # a backend array
-#: One parameter's share of a step: index, parameter, hyper-parameters, value, gradient.
-Work = tuple[int, Tensor, dict[str, Any], Array, Array]
 
 
 class Optimizer:
@@ -44,16 +25,7 @@ class Optimizer:
 
     Subclasses list their hyper-parameters in ``hyper_names`` and their
     per-parameter state arrays in ``state_arrays``; ``self.state[i]`` maps those
-    names to backend arrays (views into the flat state of ``state.py``: change them in
-    place or through ``load_state_dict``), and the names in ``state_ints`` (Adam's
-    ``"step"``) to ints. A subclass writes its update formula once, in ``_update``.
-
-    ``foreach`` and ``fused`` choose the path of ``step()`` (PyTorch's keywords; see the
-    module docstring): ``fused=True`` or ``foreach=True`` the fused path, ``False`` the
-    for-loop; left at ``None`` the fused path, the fastest on the CPU backend for any
-    model with more than one parameter. needle has one multi-tensor implementation,
-    so ``foreach=True`` selects the same path as ``fused=True``. ``self.fused`` says
-    which runs (and may be changed between steps: both paths share the state).
+    names to backend arrays, and the names in ``state_ints`` (Adam's ``"step"``) to ints.
 
     ``params`` is an iterable of Tensors, of ``(name, Tensor)`` pairs (what
     ``model.named_parameters()`` yields), or PyTorch's parameter groups: a list of
@@ -70,9 +42,7 @@ class Optimizer:
     state_arrays: tuple[str, ...] = ()
     state_ints: tuple[str, ...] = ()
 
-    def __init__(self, params: Iterable[Any], *, foreach: bool | None = None,
-                 fused: bool | None = None, **defaults: float) -> None:
-        self.fused: bool = choose_path(type(self).__name__, foreach, fused)
+    def __init__(self, params: Iterable[Any], **defaults: float) -> None:
         for name, value in defaults.items():
             setattr(self, name, value)
         self.param_groups: list[dict[str, Any]] = self._parse_groups(params)
@@ -80,7 +50,7 @@ class Optimizer:
         if not self.params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
         self.state: dict[int, dict[str, Any]] = {}
-        self._layout = StateLayout([])  # laid out for the parameters by the first step
+        self._flat: _Flat | None = None
         if defaults:
             for group in self.param_groups:
                 self.validate(**self._group_hyper(group))
@@ -99,7 +69,8 @@ class Optimizer:
         if hasattr(self, self.hyper_names[0]):
             self.validate(**self._group_hyper(new))
         self.param_groups.append(new)
-        self.params.extend(new["params"])  # the next step lays their state out
+        self.params.extend(new["params"])
+        self._flat = None  # pack again with the new parameters
 
     def _parse_groups(self, params: Iterable[Any]) -> list[dict[str, Any]]:
         """``params`` as a list of groups, each ``{"params": [unique Tensors], overrides}``
@@ -167,176 +138,31 @@ class Optimizer:
         """The hyper-parameters in force for ``group``: its overrides, else the defaults."""
         return {k: group[k] if k in group else getattr(self, k) for k in self.hyper_names}
 
-    # -- the step: one formula (``_update``), two ways to call it -------------------------
-    def step(self) -> None:
-        """Update every parameter that has a gradient, in place, by the path chosen at
-        construction (``self.fused``); parameters whose ``grad`` is None are skipped."""
-        work = self._gather()
-        if self.fused:
-            self._fused_step(work)
-        else:
-            self._for_loop_step(work)
-
-    def _gather(self) -> list[Work]:
-        """``(index, parameter, hyper-parameters, value array, grad array)`` for every
-        parameter with a gradient, checked by ``_arrays`` (the one check of both paths);
-        the state is laid out again first if a parameter changed device, dtype or shape."""
-        keys = self._layout.keys
-        stale = len(keys) != len(self.params)
-        work: list[Work] = []
-        i = 0
-        for group in self.param_groups:
-            hyper = self._group_hyper(group)
-            for p in group["params"]:
-                a = p._array
-                if not stale and keys[i] != (p._device, a.dtype, a.shape):
-                    stale = True
-                pair = self._arrays(i, p)
-                if pair is not None:
-                    work.append((i, p, hyper, *pair))
-                i += 1
-        if stale:
-            self._relayout()
-        return work
-
-    def _update(self, backend: Any, param: Array, grad: Array, state: dict[str, Array],
-                hyper: dict[str, Any], step: int) -> None:
-        """The update formula, in place on ``param`` and the arrays in ``state``. Every path
-        calls it: on one parameter's arrays, or on the flat arrays of a run of them."""
-        raise NotImplementedError
-
-    def _state_names(self, hyper: dict[str, Any]) -> tuple[str, ...]:
-        """The state arrays an update with ``hyper`` uses (SGD without momentum: none)."""
-        return self.state_arrays
-
-    def _for_loop_step(self, work: list[Work]) -> None:
-        """One ``_update`` per parameter, on its own array and its state views."""
-        for i, p, hyper, data, grad in work:
-            names = self._state_names(hyper)
-            entry = self.state.get(i)
-            step = entry.get("step", 0) + 1 if entry else 1
-            try:
-                self._update(p._device.backend, data, grad, self._state_of(i, names), hyper, step)
-            except Exception as exc:
-                raise self._update_failed(f"parameter {i}", p, exc) from exc
-            self._stepped(i, names, step)
-
-    def _fused_step(self, work: list[Work]) -> None:
-        """One ``_update`` per run of consecutive parameters with gradients that share a
-        device, dtype, hyper-parameters and step count (usually the whole model)."""
-        state, slots = self.state, self._layout.slots
-        run: list[Work] = []
-        run_step = 0
-        for item in work:
-            i, hyper = item[0], item[2]
-            entry = state.get(i)
-            step = entry.get("step", 0) + 1 if entry else 1
-            if run:
-                last = run[-1]
-                if last[0] != i - 1 or slots[i][0] is not slots[i - 1][0] or step != run_step \
-                        or (hyper is not last[2] and hyper != last[2]):
-                    self._fused_update(run, run_step)
-                    run = []
-            run.append(item)
-            run_step = step
-        if run:
-            self._fused_update(run, run_step)
-
-    def _fused_update(self, run: list[Work], step: int) -> None:
-        """Copy the run's values into the flat scratch buffer ``"values"`` and concatenate
-        its gradients, update them over the run's window of the flat state in one call,
-        copy the new values back into each parameter's own array.
-
-        Why a scratch buffer for the values: it is allocated once and each parameter's
-        view of it is made once, so the two copies cost one call per parameter each.
-        """
-        first, last, hyper = run[0][0], run[-1][0], run[0][2]
-        layout = self._layout
-        bucket, start, _ = layout.slots[first]
-        end = layout.slots[last][2]
-        backend = bucket.backend
-        names = self._state_names(hyper)
-        try:
-            if len(run) == 1:  # nothing to gather: update the parameter itself
-                self._update(backend, run[0][3], run[0][4], self._state_of(first, names), hyper,
-                             step)
+    def _hyper_runs(self) -> list[tuple[dict[str, Any], int, int]]:
+        """(hyper-parameters, first, end) over runs of consecutive parameters that share
+        them: one run for the usual single group, so the fused path stays one call."""
+        groups = self.param_groups
+        if len(groups) == 1:  # the usual case, on every step: no merging to do
+            return [(self._group_hyper(groups[0]), 0, len(self.params))]
+        runs: list[tuple[dict[str, Any], int, int]] = []
+        start = 0
+        for group in groups:
+            hyper, end = self._group_hyper(group), start + len(group["params"])
+            if end == start:
+                continue
+            if runs and runs[-1][0] == hyper:
+                runs[-1] = (hyper, runs[-1][1], end)
             else:
-                setitem, values = backend.setitem, layout.views("values")
-                for i, _, _, data, _ in run:
-                    setitem(values[i], ..., data)
-                grads = backend.concatenate([item[4] for item in run], None)
-                window = {name: bucket.window(name, start, end) for name in names}
-                self._update(backend, bucket.window("values", start, end), grads, window, hyper,
-                             step)
-                for i, _, _, data, _ in run:
-                    setitem(data, ..., values[i])
-        except Exception as exc:
-            where = f"parameter {first}" if first == last else f"parameters {first}..{last}"
-            raise self._update_failed(where, run[0][1], exc) from exc
-        state, counted, full = self.state, bool(self.state_ints), len(names) + len(self.state_ints)
-        for item in run:
-            i = item[0]
-            entry = state.get(i)
-            if entry is None or len(entry) < full:
-                self._stepped(i, names, step)
-            elif counted:  # the usual case, inline: this loop runs for every parameter
-                entry["step"] = step
+                runs.append((hyper, start, end))
+            start = end
+        return runs
 
-    def _state_of(self, i: int, names: tuple[str, ...]) -> dict[str, Array]:
-        """Parameter ``i``'s state arrays ``names`` (views; zeros before its first step)."""
-        entry = self.state.get(i)
-        if entry is not None and all(name in entry for name in names):
-            return entry
-        return {name: self._layout.view(i, name) for name in names}
+    def _hyper_of(self) -> list[dict[str, Any]]:
+        """Each parameter's hyper-parameters, for the per-parameter path."""
+        return [hyper for hyper, start, end in self._hyper_runs() for _ in range(start, end)]
 
-    def _stepped(self, i: int, names: tuple[str, ...], step: int) -> None:
-        """Record parameter ``i``'s step: its state entry (only once it has state) and count."""
-        entry = self.state.get(i)
-        if entry is None:
-            if not names and not self.state_ints:
-                return  # SGD without momentum keeps no state
-            entry = self.state[i] = {}
-        if len(entry) < len(names) + len(self.state_ints):  # new, or momentum turned on
-            entry.update({n: self._layout.view(i, n) for n in names if n not in entry})
-        for name in self.state_ints:
-            entry[name] = step
-
-    def _relayout(self, sources: list[Device] | None = None) -> None:
-        """Lay the state out for the parameters as they are now (first step, a new group,
-        ``Module.to``, a load): each entry's arrays move from ``sources[i]`` (by default
-        where the last layout had them) into the new buffers."""
-        old = self._layout.keys
-        layout = StateLayout(self.params)
-        for i, entry in self.state.items():
-            source = sources[i] if sources is not None else \
-                old[i][0] if i < len(old) else self.params[i]._device
-            layout.adopt(i, entry, self.state_arrays, source, f"{type(self).__name__}.step")
-        self._layout = layout
-
-    def _arrays(self, i: int, p: Tensor) -> tuple[Array, Array] | None:
-        """``p``'s writeable array and its gradient's array after checking they match, or
-        ``None`` when ``p`` has no gradient. Every path checks through here."""
-        g = p.grad
-        if g is None:
-            return None
-        data, grad = p._array, g._array
-        if grad.shape != data.shape:
-            raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape "
-                             f"{tuple(data.shape)} but its grad has shape {tuple(grad.shape)}")
-        if g._device is not p._device and g._device != p._device:
-            raise ValueError(f"{type(self).__name__}.step: parameter {i} is on {p.device} but its "
-                             f"grad is on {g.device}")
-        flags = getattr(data, "flags", None)
-        if (flags is not None and not getattr(flags, "writeable", True)) \
-                or 0 in getattr(data, "strides", ()):  # CuPy's flags have no writeable
-            # A read-only or broadcast view (several elements share memory):
-            # give the parameter its own array once, then update that in place.
-            data = p._array = p._device.backend.copy(data)
-        return data, grad
-
-    def _update_failed(self, where: str, p: Tensor, exc: Exception) -> ValueError:
-        return ValueError(f"{type(self).__name__}.step: updating {where} ({p.dtype}"
-                          f"{list(p.shape)}) with its grad ({p.grad.dtype}) failed: {exc}")
+    def step(self) -> None:
+        raise NotImplementedError
 
     def reset_grad(self) -> None:
         """Forget every gradient (course name): the next backward starts from zero."""
@@ -344,6 +170,69 @@ class Optimizer:
             p.grad = None
 
     zero_grad = reset_grad
+
+    # -- the fused path: every parameter in one buffer -----------------------------------
+    def _flat_arrays(self, names: tuple[str, ...]) -> tuple[_Flat, Array] | None:
+        """Flat parameter and state buffers plus this step's flat gradient, or ``None``
+        when the per-parameter path is needed (a missing grad, mixed devices or dtypes,
+        unequal step counts).
+
+        Why: an update then costs a few backend calls for the whole model instead of a
+        few per parameter, which is most of the optimizer's time on small models.
+        Parameters and state entries become views into the buffers. Everything is
+        packed again after a parameter's array was replaced (``p.data = ...``), after
+        ``load_state_dict`` and after a per-parameter step.
+        """
+        grads = self._packed_grads()
+        if grads is None:
+            self._flat = None
+            if any(p.grad is None for p in self.params):
+                return None
+            self._flat = _Flat.pack(self, names)
+            grads = self._packed_grads()
+            if grads is None:
+                self._flat = None
+                return None
+        bk = self._flat.backend
+        return self._flat, bk.concatenate(grads, None)  # None: flattened, in one call
+
+    def _packed_grads(self) -> list[Array] | None:
+        """The gradients' arrays, if every parameter has a gradient of its shape and
+        still lives in the packed buffer; else ``None``."""
+        if self._flat is None:
+            return None
+        grads = []
+        for p, view in zip(self.params, self._flat.views):
+            g = p.grad
+            if g is None or p._array is not view:
+                return None
+            g = g._array
+            if g.shape != view.shape:
+                return None  # the per-parameter path names the culprit
+            grads.append(g)
+        return grads
+
+    # -- helpers for step() ---------------------------------------------------------
+    def _arrays(self, i: int, p: Tensor) -> tuple[Array, Array]:
+        """``p``'s writeable array and its gradient's array, after checking they match."""
+        data, grad = p._array, p.grad._array
+        if grad.shape != data.shape:
+            raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape "
+                             f"{tuple(data.shape)} but its grad has shape {tuple(grad.shape)}")
+        if p.grad.device is not p.device and p.grad.device != p.device:
+            raise ValueError(f"{type(self).__name__}.step: parameter {i} is on {p.device} but its "
+                             f"grad is on {p.grad.device}")
+        flags = getattr(data, "flags", None)
+        if (flags is not None and not getattr(flags, "writeable", True)) \
+                or 0 in getattr(data, "strides", ()):
+            # A read-only or broadcast view (several elements share memory):
+            # give the parameter its own array once, then update that in place.
+            data = p._array = p.device.backend.copy(data)
+        return data, grad
+
+    def _update_failed(self, i: int, p: Tensor, exc: Exception) -> ValueError:
+        return ValueError(f"{type(self).__name__}.step: updating parameter {i} ({p.dtype}"
+                          f"{list(p.shape)}) with its grad ({p.grad.dtype}) failed: {exc}")
 
     # -- resumable state --------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -424,7 +313,7 @@ class Optimizer:
                 group.pop(k, None)
             group.update({k: v for k, v in g.items() if k != "params"})
         self.state = new_state
-        self._relayout([p._device for p in self.params])  # the arrays were made there
+        self._flat = None  # the packed buffers hold the old state
 
     def _load_array(self, i: int, key: str, value: Any) -> Array:
         """``value`` (Tensor or NumPy array) as a fresh array on parameter ``i``'s device and dtype."""
@@ -441,16 +330,65 @@ class Optimizer:
         raise NotImplementedError
 
 
-def choose_path(owner: str, foreach: bool | None, fused: bool | None) -> bool:
-    """Whether ``step()`` takes the fused path, from PyTorch's two keywords."""
-    for name, value in (("foreach", foreach), ("fused", fused)):
-        if value is not None and not isinstance(value, bool):
-            raise TypeError(f"{owner}: {name} must be True, False or None, got {value!r}")
-    if foreach is not None and fused is not None and foreach != fused:
-        raise ValueError(f"{owner}: foreach={foreach} and fused={fused} ask for different "
-                         f"paths; give one of them")
-    choice = fused if fused is not None else foreach
-    return True if choice is None else choice
+class _Flat:
+    """One device's parameters (and named state arrays) packed into flat buffers."""
+
+    def __init__(self, backend: Any, params: Array, views: list[Array],
+                 state: dict[str, Array], state_views: dict[str, list[Array]]) -> None:
+        self.backend = backend
+        self.params = params
+        self.views = views
+        self.state = state
+        self.state_views = state_views
+        self.offsets = [0]
+        for view in views:
+            self.offsets.append(self.offsets[-1] + int(np.prod(view.shape)))
+
+    def window(self, flat: Array | None, first: int, end: int) -> Array | None:
+        """The part of a flat buffer holding parameters ``first..end-1`` (a view)."""
+        if flat is None or (first == 0 and end == len(self.views)):
+            return flat
+        return self.backend.getitem(flat, slice(self.offsets[first], self.offsets[end]))
+
+    @classmethod
+    def pack(cls, opt: Optimizer, names: tuple[str, ...]) -> _Flat | None:
+        params = opt.params
+        first = params[0]
+        if any(p.device != first.device or p.dtype != first.dtype for p in params):
+            return None
+        steps = {entry.get("step") for entry in opt.state.values()} | (
+            {0} if len(opt.state) < len(params) else set())
+        if len(steps) > 1:
+            return None
+        bk, dtype = first.device.backend, first.dtype
+        total = sum(int(np.prod(p.shape)) for p in params)
+
+        def packed(arrays: list[Array]) -> tuple[Array, list[Array]]:
+            flat = bk.full((total,), 0.0, dtype)
+            views, offset = [], 0
+            for p, a in zip(params, arrays):
+                n = int(np.prod(p.shape))
+                window = slice(offset, offset + n)
+                if a is not None:
+                    bk.setitem(flat, window, bk.reshape(a, (-1,)))
+                views.append(bk.reshape(bk.getitem(flat, window), p.shape))
+                offset += n
+            return flat, views
+
+        flat_params, views = packed([p._array for p in params])
+        state, state_views = {}, {}
+        for name in names:
+            state[name], state_views[name] = packed(
+                [opt.state.get(i, {}).get(name) for i in range(len(params))])
+        step = steps.pop() if steps else 0
+        for i, p in enumerate(params):
+            p._array = views[i]
+            entry = opt.state.setdefault(i, {})
+            for name in names:
+                entry[name] = state_views[name][i]
+            for name in opt.state_ints:
+                entry[name] = step
+        return cls(bk, flat_params, views, state, state_views)
 
 
 def check_range(owner: str, name: str, value: Any, low: float, high: float = math.inf,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .optimizer import Array, Optimizer, check_range
+from .optimizer import Optimizer, check_range
 
 
 class SGD(Optimizer):
@@ -26,10 +26,6 @@ class SGD(Optimizer):
         lr (float, optional): learning rate η. Default: ``0.01``.
         momentum (float, optional): μ in [0, 1). Default: ``0.0``.
         weight_decay (float, optional): L2 penalty λ. Default: ``0.0``.
-        foreach (bool, optional): ``False``: update one parameter at a time.
-            Default: ``None`` (the fused path).
-        fused (bool, optional): ``True``: concatenate the parameters and update them in
-            one kernel call (see :class:`~needle.optim.Optimizer`). Default: ``None`` (``True``).
 
     Examples:
         >>> import needle.nn as nn, needle.optim as optim
@@ -41,11 +37,9 @@ class SGD(Optimizer):
     state_arrays = ("velocity",)
 
     def __init__(self, params: Iterable[Any], lr: float = 0.01, momentum: float = 0.0,
-                 weight_decay: float = 0.0, *, foreach: bool | None = None,
-                 fused: bool | None = None) -> None:
+                 weight_decay: float = 0.0) -> None:
         self.validate(lr=lr, momentum=momentum, weight_decay=weight_decay)
-        super().__init__(params, foreach=foreach, fused=fused, lr=lr, momentum=momentum,
-                         weight_decay=weight_decay)
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     @classmethod
     def validate(cls, lr: float, momentum: float, weight_decay: float) -> None:
@@ -54,10 +48,28 @@ class SGD(Optimizer):
         check_range(cls.__name__, "momentum", momentum, 0.0, 1.0, high_open=True)
         check_range(cls.__name__, "weight_decay", weight_decay, 0.0)
 
-    def _state_names(self, hyper: dict[str, Any]) -> tuple[str, ...]:
-        return self.state_arrays if hyper["momentum"] else ()
-
-    def _update(self, backend: Any, param: Array, grad: Array, state: dict[str, Array],
-                hyper: dict[str, Any], step: int) -> None:
-        backend.sgd_update(param, grad, state.get("velocity"), hyper["lr"], hyper["momentum"],
-                           hyper["weight_decay"])
+    def step(self) -> None:
+        runs = self._hyper_runs()
+        fused = self._flat_arrays(("velocity",) if any(h["momentum"] for h, _, _ in runs) else ())
+        if fused is not None:
+            flat, grad = fused
+            velocity = flat.state.get("velocity")
+            for h, first, end in runs:
+                flat.backend.sgd_update(flat.window(flat.params, first, end),
+                                        flat.window(grad, first, end),
+                                        flat.window(velocity, first, end),
+                                        h["lr"], h["momentum"], h["weight_decay"])
+            return
+        for i, (p, h) in enumerate(zip(self.params, self._hyper_of())):
+            if p.grad is None:
+                continue
+            data, grad = self._arrays(i, p)
+            entry = self.state.get(i)
+            try:
+                velocity = p.device.backend.sgd_update(
+                    data, grad, entry["velocity"] if entry else None, h["lr"], h["momentum"],
+                    h["weight_decay"])
+            except Exception as exc:
+                raise self._update_failed(i, p, exc) from exc
+            if velocity is not None and entry is None:
+                self.state[i] = {"velocity": velocity}
