@@ -46,7 +46,8 @@ def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor | N
     """
     d = x.shape[-1] if x.ndim else 0
     for name, stat in (("running_mean", running_mean), ("running_var", running_var)):
-        if stat is not None and (stat.shape != (d,) or stat.device != x.device):
+        if stat is not None and (stat.shape != (d,) or (  # identity first: the hot path
+                stat._device is not x._device and stat._device != x._device)):
             raise NeedleError(f"batch_norm: {name} must have shape ({d},) and device "
                               f"{x.device} for the input of shape {x.shape}, got "
                               f"{stat.shape} on {stat.device}")
