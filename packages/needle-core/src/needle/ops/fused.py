@@ -38,7 +38,12 @@ class Linear(TensorOp):
         else:
             g2 = g
         gw = xp.matmul(xp.mT(xv), g2) if w.requires_grad else None
-        return (gx, gw, g2) if len(node.inputs) > 2 else (gx, gw)
+        if len(node.inputs) == 2:
+            return gx, gw
+        b = node.inputs[2]._array
+        if b.size != g2.shape[-1]:  # a wider bias: the walk sums its gradient back
+            return gx, gw, g
+        return gx, gw, xp.reshape(xp.sum(g2, (0,)), b.shape)  # the usual (out,) bias
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

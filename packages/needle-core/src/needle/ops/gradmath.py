@@ -39,6 +39,9 @@ def broadcast_axes(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[int
     return tuple(axes)
 
 
+_SWAP = (1, 0)
+
+
 class ArrayMath:
     """``xp`` over one backend's arrays: its own methods, bound once (no extra call)."""
 
@@ -63,7 +66,7 @@ class ArrayMath:
     def mT(self, a: Any) -> Any:  # noqa: N802 - PyTorch's name
         """The last two axes swapped."""
         n = a.ndim
-        return self.backend.transpose(a, (*range(n - 2), n - 1, n - 2))
+        return self.backend.transpose(a, _SWAP if n == 2 else (*range(n - 2), n - 1, n - 2))
 
     def zeros(self, like: Value, shape: tuple[int, ...], dtype: Any) -> Any:
         return self.backend.full(shape, 0.0, dtype)
