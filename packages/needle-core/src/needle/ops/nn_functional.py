@@ -29,9 +29,10 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    dev, keep = x.device, 1.0 - p
-    mask = dev.randb(*x.shape, p=keep, dtype=x.dtype)
-    return x * Tensor.make_const(dev.backend.multiply(mask, 1 / keep), device=dev)
+    dev, keep = x._device, 1.0 - p
+    backend = dev.backend
+    mask = backend.randb(x._array.shape, keep, x._array.dtype)  # the training hot path
+    return x * Tensor.make_const(backend.multiply(mask, 1 / keep), device=dev)
 
 
 def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor | None = None,
@@ -44,9 +45,10 @@ def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor | N
     place as ``running = (1 - momentum) · running + momentum · observed`` by the same
     fused kernel (no graph). Out of training the running statistics replace the batch's.
     """
-    d = x.shape[-1] if x.ndim else 0
+    shape = x._array.shape
+    d = shape[-1] if shape else 0
     for name, stat in (("running_mean", running_mean), ("running_var", running_var)):
-        if stat is not None and (stat.shape != (d,) or (  # identity first: the hot path
+        if stat is not None and (stat._array.shape != (d,) or (  # identity first: hot path
                 stat._device is not x._device and stat._device != x._device)):
             raise NeedleError(f"batch_norm: {name} must have shape ({d},) and device "
                               f"{x.device} for the input of shape {x.shape}, got "
@@ -58,9 +60,9 @@ def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor | N
         return BatchNorm(eps, mean, var, momentum)(x, weight, bias)
     if running_mean is None or running_var is None:
         raise NeedleError("batch_norm: out of training it needs running_mean and running_var")
-    shape = (1, d)
-    centred = x - running_mean.reshape(shape).broadcast_to(x.shape)
-    std = ((running_var + eps) ** 0.5).reshape(shape).broadcast_to(x.shape)
+    row = (1, d)
+    centred = x - running_mean.reshape(row).broadcast_to(x.shape)
+    std = ((running_var + eps) ** 0.5).reshape(row).broadcast_to(x.shape)
     return weight.broadcast_to(x.shape) * (centred / std) + bias.broadcast_to(x.shape)
 
 
