@@ -524,3 +524,28 @@ def test_lm_on_two_ranks_equals_one_process_with_twice_the_batch_after_ctrl_c_an
         np.testing.assert_allclose(b[key].numpy(), a[key].numpy(), rtol=1e-4, atol=1e-5,
                                    err_msg=key)
     assert [m["epoch"] for m in metrics(tmp_path / "two")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_the_step_stop_decision_is_the_allreduced_one_not_a_later_ctrl_c():
+    """A Ctrl-C reaching this rank just after the step's Allreduce must not stop it a step
+    before the others (they would wait in the next step's collectives forever): the loop
+    acts on what sync_step agreed, and the late request waits for the next step."""
+    from types import SimpleNamespace
+
+    from needle.cli.distributed import Parallel
+    from needle.cli.train import StopRequest
+
+    stop = StopRequest()
+
+    class World:
+        size, rank = 2, 0
+
+        def allreduce(self, buf, op):
+            buf[3] += 0.0  # the other rank was not asked to stop either
+            stop.requested = True  # ... and now the Ctrl-C lands here, after the sum
+
+    par = Parallel(World())
+    pos = SimpleNamespace(errors=0, loss_sum=0.0, seen=0)
+    assert par.sync_step(pos, stop) is False  # both ranks go on to the next step
+    assert stop.requested  # and the request is kept for that step's Allreduce
+    assert par.sync_step(pos, stop) is True

@@ -129,19 +129,22 @@ class Parallel:
                 pos.order = self.sampler.indices()
         self._last = (pos.errors, pos.loss_sum, pos.seen) if pos is not None else (0, 0.0, 0)
 
-    def sync_step(self, pos: Any, stop: Any) -> None:
-        """Make ``pos`` the job's totals (one ``Allreduce``), and agree on stopping."""
+    def sync_step(self, pos: Any, stop: Any) -> bool:
+        """Make ``pos`` the job's totals (one ``Allreduce``), and agree on stopping: the
+        result is the same on every rank (a Ctrl-C arriving later waits for the next step)."""
+        asked = bool(stop())  # called once a step (a test's StopAfter counts the calls)
         if self.size == 1:
-            return
+            return asked
         errors, loss_sum, seen = self._last
         step = np.array([pos.errors - errors, pos.loss_sum - loss_sum, pos.seen - seen,
-                         float(stop.requested)], np.float64)
+                         float(asked)], np.float64)
         self.world.allreduce(step, "sum")
         pos.errors, pos.loss_sum, pos.seen = (errors + int(step[0]), loss_sum + float(step[1]),
                                               seen + int(step[2]))
         self._last = (pos.errors, pos.loss_sum, pos.seen)
         if step[3] > 0:
             stop.requested = True
+        return bool(step[3] > 0)
 
     def agree_stop(self, stop: Any) -> bool:
         """Whether any rank was asked to stop (a Ctrl-C may reach one rank between steps)."""

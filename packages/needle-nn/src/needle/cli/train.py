@@ -276,14 +276,23 @@ def _one_epoch(run: Run, stop: StopRequest, progress: bool) -> bool:
     bar = report.EpochBar(run.epoch + 1, cfg.epochs, task.batches_per_epoch, pos.batch,
                           task.unit) if progress and par.main else None
 
+    agreed = [False]  # the stop decision every rank took at the last step's Allreduce
+
     def on_batch(p: Position, n: int) -> None:
-        par.sync_step(p, stop)  # the job's totals, and a stop request on any rank stops all
+        # the job's totals, and a stop request on any rank stops all, at the same step
+        agreed[0] = par.sync_step(p, stop)
         if bar is not None:
             bar.update(p.loss, p.accuracy, report.rate(p.seen, p.seconds))
 
+    def should_stop() -> bool:
+        # Not stop() itself: a Ctrl-C landing on one rank after the Allreduce would stop that
+        # rank a step early while the others wait in the next step's collectives forever.
+        return agreed[0]
+
     lr = run.opt.lr
     try:
-        done = train_steps(task, run.model, run.opt, pos, batches, cfg.clip, stop, on_batch)
+        done = train_steps(task, run.model, run.opt, pos, batches, cfg.clip, should_stop,
+                           on_batch)
     finally:
         if bar is not None:
             bar.close()
