@@ -58,3 +58,18 @@ def reduction_args(op: str, axes: Any = None, keepdims: Any = False, *, axis: An
     if isinstance(axes, list):
         axes = tuple(axes)
     return axes, bool(keepdims)
+
+
+def broadcast_axes(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The axes of ``shape`` to sum so that it becomes ``target`` (``None``: it cannot)."""
+    lead = len(shape) - len(target)
+    if lead < 0:
+        return None
+    axes = list(range(lead))
+    for i, t in enumerate(target):
+        s = shape[lead + i]
+        if s != t:
+            if t != 1:
+                return None
+            axes.append(lead + i)
+    return tuple(axes)

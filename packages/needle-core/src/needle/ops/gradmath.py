@@ -21,23 +21,7 @@ from typing import Any
 
 from ..autograd import Tensor, TensorTuple, Value
 from ..backend import Backend, shift_of
-from ._axes import keepdims_shape
-
-
-def broadcast_axes(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The axes of ``shape`` to sum so that it becomes ``target`` (``None``: it cannot)."""
-    lead = len(shape) - len(target)
-    if lead < 0:
-        return None
-    axes = list(range(lead))
-    for i, t in enumerate(target):
-        s = shape[lead + i]
-        if s != t:
-            if t != 1:
-                return None
-            axes.append(lead + i)
-    return tuple(axes)
-
+from ._axes import broadcast_axes, keepdims_shape
 
 _SWAP = (1, 0)
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import dtypes
 from ..autograd import NeedleError, Tensor, TensorOp, no_grad
+from ._axes import broadcast_axes
 
 
 def _scalar(value: Any) -> Any:
@@ -27,9 +28,10 @@ def sum_to_shape(grad: Tensor, shape: tuple[int, ...]) -> Tensor:
     gshape = grad.shape
     if gshape == shape:
         return grad
-    lead = len(gshape) - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, s in enumerate(shape) if s == 1 and gshape[lead + i] != 1)
+    axes = broadcast_axes(gshape, shape)
+    if axes is None:
+        raise NeedleError(f"sum_to_shape: a gradient of shape {gshape} cannot be summed to "
+                          f"shape {shape} (it does not broadcast from it)")
     out = summation(grad, axes) if axes else grad
     return reshape(out, shape) if out.shape != shape else out
 
