@@ -81,7 +81,8 @@ def chain_cases() -> dict[str, Make]:
         """The case for a framework whose ``leaf(array)`` makes a tensor requiring grad
         (needle's and torch's code for it is the same)."""
         def make(rng):
-            x, w, b = (leaf(rng.standard_normal((10, 10))) for _ in range(3))
+            # float32 for both: the draws are float64 arrays, which needle keeps as float64
+            x, w, b = (leaf(rng.standard_normal((10, 10), dtype=np.float32)) for _ in range(3))
 
             def step():
                 x.grad = w.grad = b.grad = None
@@ -98,7 +99,7 @@ def chain_cases() -> dict[str, Make]:
 
     def torch_leaf(a):
         import torch as th
-        return th.tensor(a, dtype=th.float32, requires_grad=True)
+        return th.tensor(a, requires_grad=True)
 
     def numpy(rng):
         x, w, b = (rng.standard_normal((10, 10), dtype=np.float32) for _ in range(3))

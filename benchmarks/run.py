@@ -1,6 +1,7 @@
 """Run needle's benchmarks: ``python benchmarks/run.py NAME`` (``all`` or one of ``BENCHMARKS``)
 (and ``cpu_profile``, which explains a benchmark rather than being one, ``scaling``,
-which starts MPI jobs, and ``blas``, which compares BLAS libraries: none is part of ``all``).
+which starts MPI jobs, ``blas``, which compares BLAS libraries, and ``revisions``, which
+compares this checkout with another commit: none is part of ``all``).
 
 This launcher exists because BLAS and OpenMP read their thread counts once, when
 the library loads: the variables must be set *before* NumPy or PyTorch is
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = ("mlp_resnet", "resnet9", "matmul", "overhead", "memory", "transformer_lm", "lstm_lm")
-PROFILES = ("cpu_profile", "scaling", "blas")
+PROFILES = ("cpu_profile", "scaling", "blas", "revisions")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 # Unset together, for benchmarking only (never in tests or CI).
@@ -39,6 +40,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--save", action="store_true",
                    help="also write the results and the machine's description to benchmarks/results/")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    p.add_argument("--against", default=None, metavar="REV",
+                   help="revisions: the commit to compare this checkout with (default HEAD)")
+    p.add_argument("--rounds", type=int, default=4,
+                   help="revisions: runs of each tree, alternating (default 4)")
     return p
 
 

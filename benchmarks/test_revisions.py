@@ -1,0 +1,54 @@
+"""``revisions`` (this checkout against another commit): its arithmetic, its guard that a
+run really measures the tree it names, and a quick run end to end."""
+
+from __future__ import annotations
+
+import subprocess
+
+import _mnist
+import pytest
+import revisions
+from _testing import quick_run
+
+
+def test_change_is_this_trees_median_against_the_others():
+    runs = {"this": [{"sgd": 0.9, "adam": 1.0}, {"sgd": 1.1, "adam": 1.2}, {"sgd": 1.0, "adam": 1.1}],
+            "other": [{"sgd": 0.8, "adam": 1.1}, {"sgd": 0.8, "adam": 1.1}, {"sgd": 0.7, "adam": 1.0}]}
+    rows = {row["config"]: row for row in revisions.compare(runs, ["this", "other"])}
+    assert rows["sgd"]["change"] == pytest.approx(1.0 / 0.8 - 1)
+    assert rows["adam"]["change"] == pytest.approx(0.0)
+    assert rows["sgd"]["trees"]["this"]["min"] == 0.9 and rows["sgd"]["trees"]["this"]["max"] == 1.1
+    assert rows["sgd"]["trees"]["other"]["runs"] == [0.8, 0.8, 0.7]
+
+
+def test_a_run_refuses_a_needle_from_another_tree(tmp_path):
+    # this process's needle is the installed checkout's, not tmp_path's
+    with pytest.raises(RuntimeError, match="not from the tree"):
+        revisions.worker(tmp_path, repeats=5, quick=True)
+
+
+def test_an_unknown_revision_is_named():
+    with pytest.raises(SystemExit, match="'no-such-rev' is not a commit"):
+        revisions.resolve("no-such-rev")
+
+
+def test_pythonpath_puts_each_package_source_of_the_tree_first(tmp_path):
+    entries = revisions.source_path(tmp_path).split(":")
+    assert entries == [str(tmp_path / "packages" / p / "src") for p in revisions.PACKAGES]
+
+
+@pytest.mark.skipif(not (_mnist.data_dir() / "mnist" / _mnist.IMAGES).is_file(),
+                    reason="MNIST test images not found (NEEDLE_DATA_DIR)")
+def test_quick_run_against_head_end_to_end():
+    before = subprocess.run(["git", "-C", str(revisions.REPO), "worktree", "list"],
+                            capture_output=True, text=True, check=True).stdout
+    records, out = quick_run("revisions")
+    assert [r["config"]["config"] for r in records] == list(revisions.CONFIGS)
+    for r in records:
+        trees = r["results"]
+        assert len(trees) == 2 and all(t["median"] > 0 and len(t["runs"]) == 4
+                                       for t in trees.values())
+    assert "this checkout against HEAD" in out
+    after = subprocess.run(["git", "-C", str(revisions.REPO), "worktree", "list"],
+                           capture_output=True, text=True, check=True).stdout
+    assert after == before  # the temporary worktree is gone
