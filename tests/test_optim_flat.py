@@ -1,10 +1,11 @@
 """The optimizers' fused path packs every parameter into one buffer; it must give the
-same numbers as the per-parameter path and notice when a parameter is replaced."""
+same numbers as the per-parameter path and notice when a parameter is replaced; and
+``fused=True``/``False`` really choose the path."""
 
 import needle as ndl
 import numpy as np
 import pytest
-from needle.optim import SGD, Adam
+from needle.optim import SGD, Adam, AdamW
 
 
 def make_params(device, seed=0):
@@ -42,22 +43,6 @@ def test_fused_adam_matches_numpy_over_several_parameters(device):
     assert opt._flat is not None, "all grads present, one device and dtype: the fused path runs"
     for got, want in zip(params, numpy_adam(start, 4, 0.05, 0.9, 0.999, 1e-8, 0.01)):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
-
-
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_fused_sgd_matches_per_parameter_path(device, momentum):
-    fused, single = make_params(device), make_params(device)
-    # one optimizer per parameter never packs more than that parameter
-    opt_fused = SGD(fused, lr=0.1, momentum=momentum, weight_decay=0.01)
-    opts_single = [SGD([p], lr=0.1, momentum=momentum, weight_decay=0.01) for p in single]
-    for t in range(3):
-        set_grads(fused, t)
-        set_grads(single, t)
-        opt_fused.step()
-        for opt in opts_single:
-            opt.step()
-    for a, b in zip(fused, single):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
 
 
 def test_replacing_a_parameter_array_is_noticed(device):
@@ -105,3 +90,99 @@ def test_load_state_dict_into_a_packed_optimizer_uses_the_loaded_state(device):
         opt.step()
     for a, b in zip(first, params):
         np.testing.assert_array_equal(a, b.numpy())
+
+
+# -- the explicit switch: fused=True / False / None ----------------------------------
+def count_updates(monkeypatch, backend, name):
+    """Wrap ``backend.<name>`` (the update kernel) to count its calls."""
+    calls = []
+    kernel = getattr(backend, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(backend, name, counted)
+    return calls
+
+
+OPTIMIZERS = {
+    "sgd": (lambda ps, **kw: SGD(ps, lr=0.1, weight_decay=0.01, **kw), "sgd_update"),
+    "sgd-momentum": (lambda ps, **kw: SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01, **kw),
+                     "sgd_update"),
+    "adam": (lambda ps, **kw: Adam(ps, lr=0.05, weight_decay=0.01, **kw), "adam_update"),
+    "adamw": (lambda ps, **kw: AdamW(ps, lr=0.05, weight_decay=0.1, **kw), "adam_update"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_fused_and_per_parameter_paths_each_run_when_chosen_and_agree(device, monkeypatch, name):
+    make, kernel = OPTIMIZERS[name]
+    fused_params, single_params = make_params(device), make_params(device)
+    fused, single = make(fused_params, fused=True), make(single_params, fused=False)
+    calls = count_updates(monkeypatch, device.backend, kernel)
+    for t in range(4):
+        set_grads(fused_params, t)
+        set_grads(single_params, t)
+        del calls[:]
+        fused.step()
+        assert calls == [(sum(int(np.prod(p.shape)) for p in fused_params),)]  # one flat call
+        del calls[:]
+        single.step()
+        assert calls == [p.shape for p in single_params]  # one call per parameter
+    assert single._flat is None and fused._flat is not None
+    if isinstance(single_params[0]._array, np.ndarray):
+        # per parameter, each owns its storage; fused, all are views of the one buffer
+        assert all(p._array.base is None for p in single_params)
+        assert all(p._array.base is fused._flat.params for p in fused_params)
+    for a, b in zip(fused_params, single_params):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-15)
+    for i, entry in single.state.items():
+        for key in single.state_arrays:
+            np.testing.assert_allclose(device.backend.to_numpy(fused.state[i][key]),
+                                       device.backend.to_numpy(entry[key]), rtol=1e-12)
+
+
+def test_fused_true_keeps_its_path_after_a_parameter_is_replaced(device, monkeypatch):
+    params = make_params(device)
+    opt = SGD(params, lr=0.5, fused=True)
+    calls = count_updates(monkeypatch, device.backend, "sgd_update")
+    set_grads(params, 0)
+    opt.step()
+    params[1].data = ndl.Tensor(np.full((1, 4), 7.0), device=device, dtype="float64")
+    set_grads(params, 1)
+    grad = params[1].grad.numpy().copy()
+    opt.step()
+    assert len(calls) == 2  # one flat call per step, packed again around the new array
+    np.testing.assert_allclose(params[1].numpy(), 7.0 - 0.5 * grad, rtol=1e-12)
+
+
+def test_fused_true_refuses_mixed_dtypes_naming_the_parameter(device):
+    params = make_params(device)
+    params.append(ndl.Tensor(np.ones(3), device=device, dtype="float32"))
+    with pytest.raises(ValueError, match=r"fused=True\): parameter 4 is float32 .* parameter 0 "
+                                         r"is float64"):
+        Adam(params, fused=True)
+    Adam(params)  # fused=None: mixed dtypes are updated one by one
+    opt = SGD(params[:4], fused=True)
+    with pytest.raises(ValueError, match="parameter 4 is float32"):
+        opt.add_param_group({"params": params[4:]})
+    assert len(opt.params) == 4 and len(opt.param_groups) == 1  # nothing half-added
+
+
+def test_fused_true_with_a_missing_grad_is_an_error_that_changes_nothing(device):
+    params = make_params(device)
+    opt = Adam(params, lr=0.1, fused=True)
+    set_grads(params, 0)
+    params[2].grad = None
+    before = [p.numpy().copy() for p in params]
+    with pytest.raises(ValueError, match=r"Adam\(fused=True\)\.step: parameter 2 has no gradient"):
+        opt.step()
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p.numpy(), b)
+    assert opt.state == {}
+
+
+def test_fused_must_be_a_bool_or_none(device):
+    with pytest.raises(TypeError, match="fused must be True, False or None, got 'yes'"):
+        SGD(make_params(device), fused="yes")

@@ -35,6 +35,10 @@ class Adam(Optimizer):
         weight_decay (float, optional): L2 penalty λ. Default: ``0.0``.
         betas (tuple[float, float], optional): ``(β1, β2)`` in PyTorch's spelling,
             instead of ``beta1``/``beta2``. Default: ``None``.
+        fused (bool, optional): the update path, as in PyTorch: ``True`` every
+            parameter in one flat buffer (one device, one dtype, every gradient present),
+            ``False`` one parameter at a time, ``None`` the flat buffer whenever it can
+            run. The numbers are the same. Default: ``None``.
 
     Examples:
         >>> import needle.nn as nn, needle.optim as optim
@@ -51,10 +55,10 @@ class Adam(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 0.01, beta1: float = 0.9,
                  beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0, *,
-                 betas: tuple[float, float] | None = None) -> None:
+                 betas: tuple[float, float] | None = None, fused: bool | None = None) -> None:
         beta1, beta2 = _betas(type(self).__name__, beta1, beta2, betas)
         self.validate(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
-        super().__init__(params, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+        super().__init__(params, fused=fused, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                          weight_decay=weight_decay)
 
     @property
@@ -141,6 +145,7 @@ class AdamW(Adam):
         weight_decay (float, optional): decoupled decay λ. Default: ``1e-2``.
         betas (tuple[float, float], optional): ``(β1, β2)`` instead of
             ``beta1``/``beta2``. Default: ``None``.
+        fused (bool, optional): the update path, as for :class:`Adam`. Default: ``None``.
 
     Examples:
         >>> import needle.nn as nn, needle.optim as optim
@@ -156,8 +161,8 @@ class AdamW(Adam):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, beta1: float = 0.9,
                  beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 1e-2, *,
-                 betas: tuple[float, float] | None = None) -> None:
-        super().__init__(params, lr, beta1, beta2, eps, weight_decay, betas=betas)
+                 betas: tuple[float, float] | None = None, fused: bool | None = None) -> None:
+        super().__init__(params, lr, beta1, beta2, eps, weight_decay, betas=betas, fused=fused)
 
     def _update(self, backend: Any, param: Array, grad: Array, m: Array, v: Array,
                 h: dict[str, Any], step: int) -> None:

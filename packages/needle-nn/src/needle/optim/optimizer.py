@@ -42,7 +42,14 @@ class Optimizer:
     state_arrays: tuple[str, ...] = ()
     state_ints: tuple[str, ...] = ()
 
-    def __init__(self, params: Iterable[Any], **defaults: float) -> None:
+    def __init__(self, params: Iterable[Any], *, fused: bool | None = None,
+                 **defaults: float) -> None:
+        if fused is not None and not isinstance(fused, bool):
+            raise TypeError(f"{type(self).__name__}: fused must be True, False or None, "
+                            f"got {fused!r}")
+        #: The update path (PyTorch's switch): ``True`` every parameter in one flat buffer,
+        #: ``False`` one parameter at a time, ``None`` the flat buffer whenever it can run.
+        self.fused = fused
         for name, value in defaults.items():
             setattr(self, name, value)
         self.param_groups: list[dict[str, Any]] = self._parse_groups(params)
@@ -54,6 +61,8 @@ class Optimizer:
         if defaults:
             for group in self.param_groups:
                 self.validate(**self._group_hyper(group))
+        if fused:
+            self._require_fusable(check_grads=False)
 
     def add_param_group(self, group: dict[str, Any]) -> None:
         """Append a parameter group (PyTorch's way to train layers unfrozen later); its
@@ -71,6 +80,13 @@ class Optimizer:
         self.param_groups.append(new)
         self.params.extend(new["params"])
         self._flat = None  # pack again with the new parameters
+        if self.fused:
+            try:
+                self._require_fusable(check_grads=False)
+            except ValueError:
+                del self.params[-len(new["params"]):]
+                self.param_groups.pop()
+                raise
 
     def _parse_groups(self, params: Iterable[Any]) -> list[dict[str, Any]]:
         """``params`` as a list of groups, each ``{"params": [unique Tensors], overrides}``
@@ -174,8 +190,9 @@ class Optimizer:
     # -- the fused path: every parameter in one buffer -----------------------------------
     def _flat_arrays(self, names: tuple[str, ...]) -> tuple[_Flat, Array] | None:
         """Flat parameter and state buffers plus this step's flat gradient, or ``None``
-        when the per-parameter path is needed (a missing grad, mixed devices or dtypes,
-        unequal step counts).
+        when the per-parameter path is to run: ``fused=False``, or (``fused=None``) a
+        missing grad, mixed devices or dtypes, unequal step counts. With ``fused=True``
+        those are a ``ValueError`` naming the parameter instead.
 
         Why: an update then costs a few backend calls for the whole model instead of a
         few per parameter, which is most of the optimizer's time on small models.
@@ -183,10 +200,14 @@ class Optimizer:
         packed again after a parameter's array was replaced (``p.data = ...``), after
         ``load_state_dict`` and after a per-parameter step.
         """
+        if self.fused is False:
+            return None
         grads = self._packed_grads()
         if grads is None:
             self._flat = None
-            if any(p.grad is None for p in self.params):
+            if self.fused:
+                self._require_fusable(check_grads=True)
+            elif any(p.grad is None for p in self.params):
                 return None
             self._flat = _Flat.pack(self, names)
             grads = self._packed_grads()
@@ -195,6 +216,33 @@ class Optimizer:
                 return None
         bk = self._flat.backend
         return self._flat, bk.concatenate(grads, None)  # None: flattened, in one call
+
+    def _require_fusable(self, check_grads: bool) -> None:
+        """For ``fused=True``: every parameter of one device and dtype (and, at a step,
+        each with a gradient of its shape and one step count), else a ``ValueError``."""
+        name = f"{type(self).__name__}(fused=True)"
+        why = "the fused path updates every parameter at once, in one buffer"
+        first = self.params[0]
+        for i, p in enumerate(self.params):
+            if p.device != first.device or p.dtype != first.dtype:
+                raise ValueError(f"{name}: parameter {i} is {p.dtype} on {p.device}, parameter "
+                                 f"0 is {first.dtype} on {first.device}; {why} of one dtype on "
+                                 f"one device (fused=None updates mixed ones one by one)")
+            if not check_grads:
+                continue
+            if p.grad is None:
+                raise ValueError(f"{name}.step: parameter {i} has no gradient; {why} "
+                                 f"(fused=None skips parameters without one)")
+            if p.grad.shape != p.shape or p.grad.device != p.device:
+                raise ValueError(f"{name}.step: parameter {i} is {p.shape} on {p.device} but "
+                                 f"its grad is {p.grad.shape} on {p.grad.device}")
+        if check_grads and self.state_ints:
+            steps = {entry["step"] for entry in self.state.values()}
+            if len(self.state) < len(self.params):
+                steps.add(0)  # parameters not stepped yet
+            if len(steps) > 1:
+                raise ValueError(f"{name}.step: the parameters have taken different numbers "
+                                 f"of steps ({sorted(steps)}); {why}, with one count")
 
     def _packed_grads(self) -> list[Array] | None:
         """The gradients' arrays, if every parameter has a gradient of its shape and

@@ -26,6 +26,11 @@ class SGD(Optimizer):
         lr (float, optional): learning rate η. Default: ``0.01``.
         momentum (float, optional): μ in [0, 1). Default: ``0.0``.
         weight_decay (float, optional): L2 penalty λ. Default: ``0.0``.
+        fused (bool, optional): the update path, as in PyTorch. ``True``: every
+            parameter in one flat buffer, one kernel call per step (all on one device, of
+            one dtype, each with a gradient); ``False``: one parameter at a time;
+            ``None``: the flat buffer whenever it can run. The numbers are the same.
+            Default: ``None``.
 
     Examples:
         >>> import needle.nn as nn, needle.optim as optim
@@ -37,9 +42,10 @@ class SGD(Optimizer):
     state_arrays = ("velocity",)
 
     def __init__(self, params: Iterable[Any], lr: float = 0.01, momentum: float = 0.0,
-                 weight_decay: float = 0.0) -> None:
+                 weight_decay: float = 0.0, *, fused: bool | None = None) -> None:
         self.validate(lr=lr, momentum=momentum, weight_decay=weight_decay)
-        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        super().__init__(params, fused=fused, lr=lr, momentum=momentum,
+                         weight_decay=weight_decay)
 
     @classmethod
     def validate(cls, lr: float, momentum: float, weight_decay: float) -> None:
