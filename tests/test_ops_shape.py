@@ -196,3 +196,69 @@ def test_dilate_by_zero_still_records_a_node(device):
         np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 2.0))
     with pytest.raises(ndl.NeedleError, match="dilation must be >= 0"):
         ndl.dilate(x, (0,), -1)
+
+
+# -- split's gradient: the parts a graph uses, added up once ----------------------------
+def _split_model(x, uses):
+    """sum over (part index, weight) of weight * sum(part**2), from ops.split(x, 0)."""
+    parts = ndl.ops.split(x, 0)
+    total = None
+    for i, w in uses:
+        term = (parts[i] * parts[i]).sum() * w
+        total = term if total is None else total + term
+    return total
+
+
+@pytest.mark.parametrize("uses", [[(0, 1.0)], [(3, 2.0), (1, -1.0), (3, 0.5)],
+                                  [(i, float(i)) for i in range(5)]])
+def test_split_parts_used_any_number_of_times_get_their_gradient(device, uses):
+    rng = np.random.default_rng(0)
+    x_np = rng.standard_normal((5, 3))
+    x = ndl.Tensor(x_np, device=device, dtype="float64")
+    _split_model(x, uses).backward()
+    want = np.zeros_like(x_np)
+    for i, w in uses:
+        want[i] += 2 * w * x_np[i]
+    np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-12)
+    # the recorded gradient (create_graph) agrees, and differentiates once more
+    x2 = ndl.Tensor(x_np, device=device, dtype="float64")
+    _split_model(x2, uses).backward(create_graph=True)
+    g = x2.grad
+    np.testing.assert_allclose(g.numpy(), want, rtol=1e-12)
+    x3 = ndl.Tensor(x_np, device=device, dtype="float64")
+    _split_model(x3, uses).backward(create_graph=True)
+    first = x3.grad
+    x3.grad = None
+    first.sum().backward()  # d/dx of sum(2 w x_i) over the used rows: 2 w
+    second = np.zeros_like(x_np)
+    for i, w in uses:
+        second[i] += 2 * w
+    np.testing.assert_allclose(x3.grad.numpy(), np.broadcast_to(second, x_np.shape), rtol=1e-12)
+
+
+def test_split_backward_adds_t_arrays_not_t_squared(device, monkeypatch):
+    t = 64
+    x = ndl.Tensor(np.ones((t, 2, 3)), device=device, dtype="float64")
+    loss = None
+    for part in ndl.ops.split(x, 0):  # each part used once, as an RNN over time steps does
+        loss = part.sum() if loss is None else loss + part.sum()
+    backend = device.backend
+    counts = {"add": 0, "full": 0}
+    for name in counts:
+        kernel = getattr(backend, name)
+
+        def counted(*args, _kernel=kernel, _name=name, **kwargs):
+            counts[_name] += 1
+            return _kernel(*args, **kwargs)
+
+        monkeypatch.setattr(backend, name, counted)
+    from needle.ops import gradmath
+    gradmath.forget(backend)
+    try:
+        loss.backward()
+    finally:
+        monkeypatch.undo()
+        gradmath.forget(backend)
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones((t, 2, 3)))
+    # T parts merged into one tuple: about T adds (the loss's own sum is T more), never T²
+    assert counts["add"] <= 3 * t and counts["full"] <= 2 * t, counts

@@ -908,6 +908,8 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
     while heap:
         node = heappop(heap)[1]
         grad = grads.pop(node)
+        if type(grad) is TupleGrad:  # parts of a split: zeros for the parts nobody used
+            grad = grad.dense(node)
         op = node.op
         assert op is not None  # only nodes made by an op enter the heap
         pulled: tuple[Any, ...]
@@ -938,7 +940,7 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
                 elif create_graph:
                     grads[inp] = old + g
                 else:
-                    grads[inp] = _add_arrays(inp._device.backend, old, g)
+                    grads[inp] = _add_arrays(inp, old, g)
     for leaf in leaves:
         if isinstance(leaf, Tensor):
             grad = grads[leaf]
@@ -995,11 +997,34 @@ def _gradient_mismatch(op: Op, node: Value, inp: Value, g: Any) -> None:
                       f"{shape} and dtype {dtype}{hint}")
 
 
-def _add_arrays(backend: Any, a: Any, b: Any) -> Any:
-    """a + b for gradient arrays, or element-wise for the tuples of a TensorTuple."""
+def _add_arrays(inp: Value, a: Any, b: Any) -> Any:
+    """a + b for gradient arrays of ``inp``, element-wise for the tuples of a TensorTuple."""
+    backend = inp._device.backend
+    if type(a) is TupleGrad and type(b) is TupleGrad:
+        for i, part in b.items():  # a is the walk's own accumulator: updating it is safe
+            a[i] = backend.add(a[i], part) if i in a else part
+        return a
+    if type(a) is TupleGrad or type(b) is TupleGrad:
+        a, b = (x.dense(inp) if type(x) is TupleGrad else x for x in (a, b))
     if type(a) is tuple:
         return tuple(backend.add(x, y) for x, y in zip(a, b))
     return backend.add(a, b)
+
+
+class TupleGrad(dict[int, Any]):
+    """The gradient of a TensorTuple as ``{part index: array}`` (what ``TupleGetItem``
+    sends back in ``backward()``); parts missing from it are zero.
+
+    Why: a sequence split into T parts, each used once, would otherwise send back T
+    tuples of T arrays (T - 1 of them zeros) and add them up: T² arrays instead of T.
+    """
+
+    __slots__ = ()
+
+    def dense(self, tup: Value) -> tuple[Any, ...]:
+        backend = tup._device.backend
+        return tuple(self[i] if i in self else backend.full(tuple(a.shape), 0.0, a.dtype)
+                     for i, a in enumerate(tup._array))
 
 
 def find_topo_sort(nodes: Iterable[Value]) -> list[Value]:

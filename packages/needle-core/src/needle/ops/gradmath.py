@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..autograd import Tensor, TensorTuple, Value
+from ..autograd import Tensor, TensorTuple, TupleGrad, Value
 from ..backend import Backend, shift_of
 from ._axes import broadcast_axes, keepdims_shape
 
@@ -69,6 +69,12 @@ class ArrayMath:
     @staticmethod
     def make_tuple(*parts: Any) -> tuple[Any, ...]:
         return parts
+
+    @staticmethod
+    def tuple_part(tup: Value, index: int, g: Any) -> Any:
+        """The gradient of TensorTuple ``tup`` that part ``index`` sends back: only that
+        part (the walk adds parts up and fills in zeros once, ``autograd.TupleGrad``)."""
+        return TupleGrad({index: g})
 
     def unstack(self, g: Any, axis: int) -> tuple[Any, ...]:
         index: list[Any] = [slice(None)] * g.ndim
@@ -202,6 +208,13 @@ class TensorMath:
     @staticmethod
     def make_tuple(*parts: Tensor) -> TensorTuple:
         return ops.make_tuple(*parts)
+
+    @staticmethod
+    def tuple_part(tup: Value, index: int, g: Tensor) -> TensorTuple:
+        """``g`` as part ``index`` of a tuple shaped like ``tup``, zeros elsewhere."""
+        return ops.make_tuple(*[g if i == index else
+                                TENSOR_MATH.zeros(tup, tuple(part.shape), g.dtype)
+                                for i, part in enumerate(tup._array)])
 
     @staticmethod
     def concatenate(parts: Sequence[Tensor], axis: int) -> Tensor:

@@ -140,9 +140,7 @@ class TupleGetItem(TensorOp):
         return a[self.index]
 
     def backward(self, xp, g, node):
-        tup = node.inputs[0]
-        return (xp.make_tuple(*[g if i == self.index else xp.zeros(node, shape, g.dtype)
-                                for i, shape in enumerate(tup.shape)]),)
+        return (xp.tuple_part(node.inputs[0], self.index, g),)
 
 
 def tuple_get_item(value: TensorTuple, index: int) -> Tensor:
