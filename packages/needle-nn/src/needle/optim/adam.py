@@ -95,10 +95,7 @@ class Adam(Optimizer):
                              flat.window(grad, first, end), flat.window(flat.state["m"], first, end),
                              flat.window(flat.state["v"], first, end), h, step)
             return
-        for i, (p, h) in enumerate(zip(self.params, self._hyper_of())):
-            if p.grad is None:
-                continue
-            data, grad = self._arrays(i, p)
+        for i, p, h, data, grad in self._each_parameter():
             entry = self.state.get(i)
             if entry is None:
                 backend = p.device.backend

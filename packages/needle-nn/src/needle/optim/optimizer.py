@@ -11,7 +11,7 @@ differentiated *after* it sees the new values.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -261,6 +261,15 @@ class Optimizer:
         return grads
 
     # -- helpers for step() ---------------------------------------------------------
+    def _each_parameter(self) -> Iterator[tuple[int, Tensor, dict[str, Any], Array, Array]]:
+        """The per-parameter path's loop, written once: (index, parameter, its
+        hyper-parameters, its writeable array, its gradient's array) for every parameter
+        that has a gradient (the others are skipped, as in PyTorch)."""
+        for i, (p, h) in enumerate(zip(self.params, self._hyper_of())):
+            if p.grad is not None:
+                data, grad = self._arrays(i, p)
+                yield i, p, h, data, grad
+
     def _arrays(self, i: int, p: Tensor) -> tuple[Array, Array]:
         """``p``'s writeable array and its gradient's array, after checking they match."""
         data, grad = p._array, p.grad._array

@@ -66,10 +66,7 @@ class SGD(Optimizer):
                                         flat.window(velocity, first, end),
                                         h["lr"], h["momentum"], h["weight_decay"])
             return
-        for i, (p, h) in enumerate(zip(self.params, self._hyper_of())):
-            if p.grad is None:
-                continue
-            data, grad = self._arrays(i, p)
+        for i, p, h, data, grad in self._each_parameter():
             entry = self.state.get(i)
             try:
                 velocity = p.device.backend.sgd_update(
