@@ -62,7 +62,7 @@ class Optimizer:
             for group in self.param_groups:
                 self.validate(**self._group_hyper(group))
         if fused:
-            self._require_fusable(check_grads=False)
+            self._require_flat(self.params, at_step=False)
 
     def add_param_group(self, group: dict[str, Any]) -> None:
         """Append a parameter group (PyTorch's way to train layers unfrozen later); its
@@ -77,16 +77,11 @@ class Optimizer:
                              f"another group")
         if hasattr(self, self.hyper_names[0]):
             self.validate(**self._group_hyper(new))
+        if self.fused:
+            self._require_flat(self.params + new["params"], at_step=False)
         self.param_groups.append(new)
         self.params.extend(new["params"])
         self._flat = None  # pack again with the new parameters
-        if self.fused:
-            try:
-                self._require_fusable(check_grads=False)
-            except ValueError:
-                del self.params[-len(new["params"]):]
-                self.param_groups.pop()
-                raise
 
     def _parse_groups(self, params: Iterable[Any]) -> list[dict[str, Any]]:
         """``params`` as a list of groups, each ``{"params": [unique Tensors], overrides}``
@@ -206,43 +201,52 @@ class Optimizer:
         if grads is None:
             self._flat = None
             if self.fused:
-                self._require_fusable(check_grads=True)
-            elif any(p.grad is None for p in self.params):
-                return None
+                self._require_flat(self.params, at_step=True)
+            elif self._why_not_flat(self.params, at_step=True) is not None:
+                return None  # the per-parameter path skips, or names, the culprit
             self._flat = _Flat.pack(self, names)
             grads = self._packed_grads()
-            if grads is None:
-                self._flat = None
-                return None
+            assert grads is not None  # just packed, every grad checked
         bk = self._flat.backend
         return self._flat, bk.concatenate(grads, None)  # None: flattened, in one call
 
-    def _require_fusable(self, check_grads: bool) -> None:
-        """For ``fused=True``: every parameter of one device and dtype (and, at a step,
-        each with a gradient of its shape and one step count), else a ``ValueError``."""
-        name = f"{type(self).__name__}(fused=True)"
-        why = "the fused path updates every parameter at once, in one buffer"
-        first = self.params[0]
-        for i, p in enumerate(self.params):
+    def _why_not_flat(self, params: list[Tensor], at_step: bool) -> str | None:
+        """Why ``params`` cannot share one flat buffer (``None``: they can): mixed devices
+        or dtypes; and, ``at_step``, a missing or misshaped gradient or unequal step counts."""
+        first = params[0]
+        for i, p in enumerate(params):
             if p.device != first.device or p.dtype != first.dtype:
-                raise ValueError(f"{name}: parameter {i} is {p.dtype} on {p.device}, parameter "
-                                 f"0 is {first.dtype} on {first.device}; {why} of one dtype on "
-                                 f"one device (fused=None updates mixed ones one by one)")
-            if not check_grads:
+                return (f"parameter {i} is {p.dtype} on {p.device}, parameter 0 is "
+                        f"{first.dtype} on {first.device} (fused=None updates mixed ones one "
+                        f"by one)")
+            if not at_step:
                 continue
             if p.grad is None:
-                raise ValueError(f"{name}.step: parameter {i} has no gradient; {why} "
-                                 f"(fused=None skips parameters without one)")
+                return f"parameter {i} has no gradient (fused=None skips parameters without one)"
             if p.grad.shape != p.shape or p.grad.device != p.device:
-                raise ValueError(f"{name}.step: parameter {i} is {p.shape} on {p.device} but "
-                                 f"its grad is {p.grad.shape} on {p.grad.device}")
-        if check_grads and self.state_ints:
-            steps = {entry["step"] for entry in self.state.values()}
-            if len(self.state) < len(self.params):
-                steps.add(0)  # parameters not stepped yet
-            if len(steps) > 1:
-                raise ValueError(f"{name}.step: the parameters have taken different numbers "
-                                 f"of steps ({sorted(steps)}); {why}, with one count")
+                return (f"parameter {i} is {p.shape} on {p.device} but its grad is "
+                        f"{p.grad.shape} on {p.grad.device}")
+        if at_step and len(self._step_counts()) > 1:
+            return f"the parameters have taken different numbers of steps ({self._step_counts()})"
+        return None
+
+    def _require_flat(self, params: list[Tensor], at_step: bool) -> None:
+        """For ``fused=True``: ``_why_not_flat`` as a ``ValueError``."""
+        why = self._why_not_flat(params, at_step)
+        if why is not None:
+            where = f"{type(self).__name__}(fused=True){'.step' if at_step else ''}"
+            raise ValueError(f"{where}: {why}; the fused path updates every parameter at "
+                             f"once, in one buffer")
+
+    def _step_counts(self) -> list[int]:
+        """The distinct step counts of the parameters (those not stepped yet count 0);
+        empty for optimizers that count no steps."""
+        if not self.state_ints:
+            return []
+        steps = {entry["step"] for entry in self.state.values()}
+        if len(self.state) < len(self.params):
+            steps.add(0)
+        return sorted(steps)
 
     def _packed_grads(self) -> list[Array] | None:
         """The gradients' arrays, if every parameter has a gradient of its shape and
@@ -408,15 +412,9 @@ class _Flat:
         return self.backend.getitem(flat, slice(self.offsets[first], self.offsets[end]))
 
     @classmethod
-    def pack(cls, opt: Optimizer, names: tuple[str, ...]) -> _Flat | None:
-        params = opt.params
+    def pack(cls, opt: Optimizer, names: tuple[str, ...]) -> _Flat:
+        params = opt.params  # one device, dtype and step count: Optimizer._why_not_flat
         first = params[0]
-        if any(p.device != first.device or p.dtype != first.dtype for p in params):
-            return None
-        steps = {entry.get("step") for entry in opt.state.values()} | (
-            {0} if len(opt.state) < len(params) else set())
-        if len(steps) > 1:
-            return None
         bk, dtype = first.device.backend, first.dtype
         total = sum(int(np.prod(p.shape)) for p in params)
 
@@ -437,7 +435,7 @@ class _Flat:
         for name in names:
             state[name], state_views[name] = packed(
                 [opt.state.get(i, {}).get(name) for i in range(len(params))])
-        step = steps.pop() if steps else 0
+        step = (opt._step_counts() or [0])[0]
         for i, p in enumerate(params):
             p._array = views[i]
             entry = opt.state.setdefault(i, {})
