@@ -176,3 +176,15 @@ def test_fused_true_with_a_missing_grad_is_an_error_that_changes_nothing(device)
 def test_fused_must_be_a_bool_or_none(device):
     with pytest.raises(TypeError, match="fused must be True, False or None, got 'yes'"):
         SGD(make_params(device), fused="yes")
+
+
+def test_sgd_packs_again_after_a_step_that_skipped_a_parameter(device, monkeypatch):
+    params = make_params(device)
+    opt = SGD(params, lr=0.1, momentum=0.9)
+    set_grads(params, 0)
+    params[2].grad = None
+    opt.step()  # per parameter: parameter 2 gets no velocity yet
+    calls = count_updates(monkeypatch, device.backend, "sgd_update")
+    set_grads(params, 1)
+    opt.step()
+    assert len(calls) == 1 and opt._flat is not None  # its velocity starts at zero in the buffer
