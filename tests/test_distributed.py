@@ -428,6 +428,31 @@ def test_cli_error_on_every_rank_is_one_line_and_ends_the_job(tmp_path):
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("needle train: error")]
     assert len(errors) == 1 and "no such directory" in errors[0], proc.stderr
+    assert "MPI_Abort" not in proc.stderr  # every rank exited: no abort, nothing lost
+
+
+ONE_RANK_FAILS = """
+import sys
+from needle.cli.distributed import together
+from needle.cli.options import CLIError
+
+def body(par):
+    if par.rank == 1:
+        raise CLIError("only rank 1 has this problem")
+    par.world.barrier()  # rank 0 waits for a partner that never comes
+    return 0
+
+sys.exit(together("job", body))
+"""
+
+
+@needs_mpi
+def test_an_error_on_one_rank_names_it_and_ends_the_waiting_ones(tmp_path):
+    script = tmp_path / "one_fails.py"
+    script.write_text(ONE_RANK_FAILS)
+    proc = run_mpi(sys.executable, str(script), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "job: error (rank 1 of 2): only rank 1 has this problem" in proc.stderr
 
 
 def test_nproc_without_the_mpi_extra_is_one_clear_line(monkeypatch, capsys):

@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -172,8 +171,9 @@ def together(prog: str, body: Callable[[Parallel], int]) -> int:
     """Run ``body`` on this rank; on a failure (or a rank's non-zero exit) end every rank.
 
     Alone this is just ``body``. On several ranks a rank that fails while the others
-    wait in a collective must take the job down, or it would hang: the error is
-    printed (by rank 0 when every rank fails alike) and ``MPI_Abort`` ends them all.
+    wait in a collective must take the job down, or it would hang: it prints its error
+    and ``MPI_Abort`` ends them all. When every rank fails (a usage error they share),
+    rank 0 alone prints it and every rank exits normally, so the message is not lost.
     """
     par = Parallel.join()
     if par.size == 1:
@@ -181,10 +181,13 @@ def together(prog: str, body: Callable[[Parallel], int]) -> int:
     try:
         status = body(par)
     except CLIError as exc:
-        if not par.main:
-            time.sleep(5.0)  # when every rank fails alike, rank 0's line is the one shown
-        where = f" (rank {par.rank} of {par.size})" if not par.main else ""
-        print(f"{prog}: error{where}: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        message = " ".join(str(exc).split())
+        if par.world.all_reach(seconds=5.0):  # every rank failed: rank 0 says it, all exit
+            if par.main:
+                print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+            return EXIT_USAGE
+        print(f"{prog}: error (rank {par.rank} of {par.size}): {message}", file=sys.stderr,
+              flush=True)
         par.world.abort(EXIT_USAGE)
         raise  # not reached: abort ends the process
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -47,6 +48,13 @@ class World:
     def barrier(self) -> None:
         """Wait until every rank reaches this point."""
 
+    def all_reach(self, seconds: float) -> bool:
+        """Whether every rank reaches this point within ``seconds``.
+
+        A failure that every rank shares (a bad argument, a missing file) can then end
+        the job with a normal exit, which keeps its message; an abort may lose it."""
+        return True
+
     def abort(self, code: int) -> None:
         """End every rank of the job at once with exit status ``code``."""
         os._exit(code)
@@ -65,6 +73,9 @@ class MPIWorld(World):
         self.local_rank = self.comm.Split_type(mpi.COMM_TYPE_SHARED).Get_rank()
         self.library = " ".join(mpi.Get_library_version().split()[:3])
         self.ops = {"sum": mpi.SUM, "max": mpi.MAX, "min": mpi.MIN}
+        # all_reach waits on a communicator of its own, so a rank waiting there can never
+        # be matched with another rank's collective on COMM_WORLD
+        self.failures = self.comm.Dup()
 
     def allreduce(self, buf: np.ndarray, op: str) -> None:
         self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.ops[op])
@@ -80,9 +91,21 @@ class MPIWorld(World):
     def barrier(self) -> None:
         self.comm.Barrier()
 
+    def all_reach(self, seconds: float) -> bool:
+        request = self.failures.Ibarrier()
+        deadline = time.monotonic() + seconds
+        while not request.Test():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def abort(self, code: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        # the launcher forwards output on its own schedule: a moment lets the last lines
+        # through before Abort tears the job down
+        time.sleep(0.5)
         self.comm.Abort(code)
         os._exit(code)  # MPICH's Abort can return before the launcher ends this process
 
