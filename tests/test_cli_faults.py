@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from needle import serialization
 from needle.cli import main, rundir
 from needle.cli import train as train_module
+from needle.cli.options import CLIError
 from needle.cli.train import train
 
 FAST = ["--no-progress", "--hidden-dim", "16", "--batch-size", "64"]
@@ -155,7 +156,11 @@ def test_two_processes_on_one_out_one_trains_the_other_exits_2(tmp_path):
     assert sorted(rc for rc, _ in results) == [0, 2], results
     loser = next(err for rc, err in results if rc == 2)
     line = assert_clean_exit(2, loser)
-    assert "in use by another 'needle train' (pid " in line or "already holds a run" in line
+    # the loser names the holder's pid, or (in the instant before the holder wrote it)
+    # "a process that is starting", or it came after the winner finished
+    assert any(part in line for part in ("in use by another 'needle train' (pid ",
+                                         "in use by another 'needle train' (a process that is "
+                                         "starting)", "already holds a run")), line
     assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] \
         == [1, 2]
     assert ndl.load(out / "checkpoint.npz")["epoch"] == 2
@@ -172,6 +177,25 @@ def test_a_locked_directory_is_refused_naming_the_holder(capsys, tmp_path):
     finally:
         lock.release()
     assert main(["train", *FAST, "--epochs", "1", "--out", str(tmp_path)]) == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_a_holder_that_has_not_written_its_pid_yet_is_waited_for(tmp_path):
+    import fcntl
+    import threading
+
+    fd = os.open(tmp_path / rundir.LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # locked, its pid not written yet (a run starting now)
+    writer = threading.Timer(0.03, lambda: os.write(fd, b"pid 4242\n"))
+    writer.start()
+    try:
+        with pytest.raises(CLIError, match=r"in use by another 'needle train' \(pid 4242\)"):
+            rundir.claim(tmp_path)
+    finally:
+        writer.join()
+        os.close(fd)
+    lock = rundir.claim(tmp_path)  # released: the directory is free again
+    lock.release()
 
 
 # -- symbolic links planted at every name the command writes -----------------------------------

@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -102,11 +103,17 @@ class RunLock:
 
 
 def _read_holder(fd: int) -> str:
-    try:
-        text = os.pread(fd, 100, 0).decode("ascii", "replace").strip()
-    except OSError:
-        text = ""
-    return text or "a process that is starting"
+    """The holder's ``pid N``. It writes it just after it locks, so a run that started at
+    the same moment as this one may not have yet: a few short waits give it the time."""
+    for _ in range(5):
+        try:
+            text = os.pread(fd, 100, 0).decode("ascii", "replace").strip()
+        except OSError:
+            return "a process that is starting"
+        if text:
+            return text
+        time.sleep(0.02)
+    return "a process that is starting"
 
 
 def claim(directory: Path) -> RunLock:
