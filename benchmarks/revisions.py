@@ -12,7 +12,7 @@ Each run imports the other revision's packages from a temporary ``git worktree``
 ``packages/*/src`` first on ``PYTHONPATH``) and checks that ``needle`` really came from
 there; the steps, data and timing are this checkout's code for both trees.
 
-    hatch run bench:revisions [--against REV] [--rounds N] [--quick]
+    hatch run bench:revisions [--against REV] [--rounds N] [--batch N] [--quick]
 
 ``--against`` defaults to ``HEAD``: the uncommitted changes against the last commit.
 """
@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PACKAGES = ("needle-core", "needle-nn", "needle-backend-cpu")
 CONFIGS = ("sgd", "adam")  # batch 128: where the framework's own time shows most
-BATCH = 128
+BATCH = 128  # the default; a small batch (--batch 8) magnifies the framework's own time
 
 
 def source_path(tree: Path) -> str:
@@ -41,7 +41,7 @@ def source_path(tree: Path) -> str:
     return os.pathsep.join(str(tree / "packages" / p / "src") for p in PACKAGES)
 
 
-def worker(tree: Path, repeats: int, quick: bool) -> dict[str, float]:
+def worker(tree: Path, repeats: int, quick: bool, batch: int = BATCH) -> dict[str, float]:
     """In a fresh process whose ``needle`` is ``tree``'s: by-step needle/NumPy speed per config."""
     import _harness
     import _mnist
@@ -52,10 +52,10 @@ def worker(tree: Path, repeats: int, quick: bool) -> dict[str, float]:
     if not where.is_relative_to(tree.resolve()):
         raise RuntimeError(f"needle was imported from {where}, not from the tree {tree}")
     x, y = _mnist.load_test_set()
-    steps = 8 if quick else 10_000 // BATCH
+    steps = 8 if quick else min(10_000 // batch, 250)
     speeds = {}
     for opt in CONFIGS:
-        data = _mnist.batches(x, y, BATCH, steps)
+        data = _mnist.batches(x, y, batch, steps)
         fns = {"needle": mlp_resnet.needle_step(ndl, opt, data, {}),
                "numpy": mlp_resnet.numpy_step(opt, data)}
         times = _harness.interleave_steps(fns, steps, repeats)
@@ -67,7 +67,8 @@ def run_tree(tree: Path, args: Any) -> dict[str, float]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_path(tree), str(HERE),
                                                       env.get("PYTHONPATH", "")]))
-    argv = [__file__, "--worker", str(tree), "--repeats", str(args.repeats)]
+    argv = [__file__, "--worker", str(tree), "--repeats", str(args.repeats),
+            "--batch", str(args.batch)]
     done = subprocess.run([sys.executable, *argv, *(["--quick"] if args.quick else [])],
                           capture_output=True, text=True, env=env)
     if done.returncode:
@@ -127,10 +128,10 @@ def main(args: Any) -> None:
                            check=False)
     rows = compare(runs, names)
     for row in rows:
-        report.record({"config": row["config"], "batch": BATCH, "against": commit},
+        report.record({"config": row["config"], "batch": args.batch, "against": commit},
                       "needle/numpy by-step speed", row["trees"], {"change": row["change"]})
     report.table(
-        f"MLP-ResNet batch {BATCH}: needle/NumPy speed by step, this checkout against {label}",
+        f"MLP-ResNet batch {args.batch}: needle/NumPy speed by step, this checkout against {label}",
         ["optimizer", "this checkout", "spread", label, "spread ", "change"],
         [[row["config"],
           row["trees"][names[0]]["median"],
@@ -151,5 +152,6 @@ if __name__ == "__main__" and "--worker" in sys.argv:
     p.add_argument("--worker", type=Path, required=True)
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--batch", type=int, default=BATCH)
     a = p.parse_args()
-    print(json.dumps(worker(a.worker, a.repeats, a.quick)))
+    print(json.dumps(worker(a.worker, a.repeats, a.quick, a.batch)))

@@ -44,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
                    help="revisions: the commit to compare this checkout with (default HEAD)")
     p.add_argument("--rounds", type=int, default=4,
                    help="revisions: runs of each tree, alternating (default 4)")
+    p.add_argument("--batch", type=int, default=128,
+                   help="revisions: the batch size (default 128; 8 magnifies the framework's "
+                        "own time, which changes to ops, the walk or the optimizer move)")
     return p
 
 

@@ -52,3 +52,19 @@ def test_quick_run_against_head_end_to_end():
     after = subprocess.run(["git", "-C", str(revisions.REPO), "worktree", "list"],
                            capture_output=True, text=True, check=True).stdout
     assert after == before  # the temporary worktree is gone
+
+
+def test_the_batch_size_reaches_each_run(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    seen = []
+
+    def fake_run(argv, **kw):
+        seen.append(argv)
+        return SimpleNamespace(returncode=0, stdout='{"sgd": 1.0, "adam": 1.0}\n', stderr="")
+
+    monkeypatch.setattr(revisions.subprocess, "run", fake_run)
+    args = SimpleNamespace(repeats=5, quick=True, batch=8)
+    assert revisions.run_tree(tmp_path, args) == {"sgd": 1.0, "adam": 1.0}
+    argv = seen[0]
+    assert argv[argv.index("--batch") + 1] == "8" and "--quick" in argv
