@@ -32,7 +32,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PACKAGES = ("needle-core", "needle-nn", "needle-backend-cpu")
-CONFIGS = ("sgd", "adam")  # batch 128: where the framework's own time shows most
+CONFIGS = ("sgd", "adam")
 BATCH = 128  # the default; a small batch (--batch 8) magnifies the framework's own time
 
 

@@ -109,7 +109,7 @@ def _read_holder(fd: int) -> str:
         try:
             text = os.pread(fd, 100, 0).decode("ascii", "replace").strip()
         except OSError:
-            return "a process that is starting"
+            break
         if text:
             return text
         time.sleep(0.02)

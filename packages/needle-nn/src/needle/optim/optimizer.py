@@ -226,8 +226,9 @@ class Optimizer:
             if p.grad.shape != p.shape or p.grad.device != p.device:
                 return (f"parameter {i} is {p.shape} on {p.device} but its grad is "
                         f"{p.grad.shape} on {p.grad.device}")
-        if at_step and len(self._step_counts()) > 1:
-            return f"the parameters have taken different numbers of steps ({self._step_counts()})"
+        steps = self._step_counts() if at_step else []
+        if len(steps) > 1:
+            return f"the parameters have taken different numbers of steps ({steps})"
         return None
 
     def _require_flat(self, params: list[Tensor], at_step: bool) -> None:
