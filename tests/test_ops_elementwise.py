@@ -133,6 +133,18 @@ def test_relu_gradient_is_the_step_function(device):
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 3.0, 4.0])
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("size", [1, 7, 64, 1000, (1 << 17) + 3])  # both sides of the CPU cache
+def test_relu_is_exact_at_signed_zeros_infinities_and_nan(device, dtype, size):
+    specials = np.array([-0.0, 0.0, -np.inf, np.inf, np.nan, -3.0, 2.0, -1e-30], dtype)
+    x = np.random.default_rng(size).choice(specials, size)
+    for a in (x, x[::2]):  # contiguous and strided
+        got = ndl.relu(ndl.Tensor(a, device=device, dtype=dtype)).numpy()
+        want = np.where(np.isnan(a), np.nan, np.where(a > 0, a, 0)).astype(dtype)
+        np.testing.assert_array_equal(got, want)
+        assert not np.signbit(got[~np.isnan(got)]).any(), "relu of a negative or -0.0 is -0.0"
+
+
 @given(shape=nst.shapes(min_dims=0), data=st.data())
 def test_astype_converts_forward_and_casts_the_gradient_back(device, shape, data):
     x = data.draw(nst.arrays(shape, np.float32, min_value=-5, max_value=5))

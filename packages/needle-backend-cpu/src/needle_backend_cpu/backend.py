@@ -20,6 +20,7 @@ _NARROW_ROWS = 32
 _FIRST_AXIS = (0, -2, (0,), (-2,))  # the axis arguments that mean axis 0 of a 2-D array
 _LAST_AXIS = (1, -1, (1,), (-1,))
 _BLAS_ROW = 4096  # the longest row summed by BLAS (see _blas_sum)
+_CACHED_ZEROS = 1 << 17  # the largest relu whose zeros are kept between calls (see relu)
 
 
 def _as_row(a: np.ndarray) -> np.ndarray:
@@ -39,6 +40,7 @@ class CPUBackend(ArrayModuleBackend):
     def __init__(self) -> None:
         self._buffers: dict[tuple[Any, ...], np.ndarray] = {}
         self._ones_cache: dict[tuple[int, np.dtype, float], np.ndarray] = {}
+        self._zeros_cache: dict[tuple[int, np.dtype], np.ndarray] = {}
 
     # -- reductions: NumPy returns scalars for full reductions; keep arrays ---
     # ufunc.reduce directly: np.sum's Python wrappers cost more than the work on small arrays
@@ -123,18 +125,30 @@ class CPUBackend(ArrayModuleBackend):
 
     # -- fused kernels ----------------------------------------------------------
     def relu(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # x · [x > 0]: a multiply by the 0/1 mask (which the backward needs anyway) is 2-4x
-        # faster than NumPy's branchy maximum. Only −inf makes the product wrong ((−inf)·0
-        # is NaN, relu(−inf) is 0); the CPU's invalid-operation flag says so for free.
+        # max(a, 0) against an array of +0.0, not the scalar 0: NumPy vectorises maximum only
+        # between two arrays (3x faster at 128 x 100), and it is exact where x·[x > 0] is
+        # not: relu(−inf) = 0, relu(NaN) = NaN, +0.0 (never −0.0) for negatives and −0.0.
         mask = np.greater(a, 0).astype(a.dtype)
-        try:
-            with np.errstate(invalid="raise"):
-                out = np.multiply(a, mask)
-        except FloatingPointError:  # (−inf)·0 somewhere: take the exact route
-            return np.maximum(a, 0), mask
+        if a.dtype in _BLAS_DTYPES:
+            if a.size <= _CACHED_ZEROS:
+                return np.maximum(a, self._zeros(a.size, a.dtype).reshape(a.shape)), mask
+            out = np.zeros_like(a)
+            return np.maximum(a, out, out=out), mask
+        out = np.maximum(a, 0)
         if out.dtype.kind == "f":
-            out += 0.0  # −x·0 is −0.0; relu gives +0.0 (as maximum and PyTorch do)
+            out += 0.0  # float16's maximum keeps −0.0
         return out, mask
+
+    def _zeros(self, n: int, dtype: np.dtype) -> np.ndarray:
+        """A cached read-only row of n zeros (relu's second operand), a few sizes at a time."""
+        key = (n, dtype)
+        row = self._zeros_cache.get(key)
+        if row is None:
+            if len(self._zeros_cache) >= 8:  # a new batch size: drop the oldest
+                del self._zeros_cache[next(iter(self._zeros_cache))]
+            row = self._zeros_cache[key] = np.zeros(n, dtype)
+            row.flags.writeable = False
+        return row
 
     def logsumexp(self, a: np.ndarray, axis: Axes, keepdims: bool = False) -> np.ndarray:
         if a.ndim == 2 and axis in _LAST_AXIS and a.size:
