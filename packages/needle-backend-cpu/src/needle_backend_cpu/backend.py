@@ -40,7 +40,7 @@ class CPUBackend(ArrayModuleBackend):
     def __init__(self) -> None:
         self._buffers: dict[tuple[Any, ...], np.ndarray] = {}
         self._ones_cache: dict[tuple[int, np.dtype, float], np.ndarray] = {}
-        self._zeros_cache: dict[tuple[int, np.dtype], np.ndarray] = {}
+        self._zeros: dict[tuple[tuple[int, ...], np.dtype], np.ndarray] = {}
 
     # -- reductions: NumPy returns scalars for full reductions; keep arrays ---
     # ufunc.reduce directly: np.sum's Python wrappers cost more than the work on small arrays
@@ -129,26 +129,26 @@ class CPUBackend(ArrayModuleBackend):
         # between two arrays (3x faster at 128 x 100), and it is exact where x·[x > 0] is
         # not: relu(−inf) = 0, relu(NaN) = NaN, +0.0 (never −0.0) for negatives and −0.0.
         mask = np.greater(a, 0).astype(a.dtype)
-        if a.dtype in _BLAS_DTYPES:
-            if a.size <= _CACHED_ZEROS:
-                return np.maximum(a, self._zeros(a.size, a.dtype).reshape(a.shape)), mask
-            out = np.zeros_like(a)
-            return np.maximum(a, out, out=out), mask
-        out = np.maximum(a, 0)
-        if out.dtype.kind == "f":
-            out += 0.0  # float16's maximum keeps −0.0
-        return out, mask
+        zeros = self._zeros.get((a.shape, a.dtype))  # inline: this runs for every relu
+        if zeros is None:
+            if a.dtype not in _BLAS_DTYPES:
+                out = np.maximum(a, 0)
+                if out.dtype.kind == "f":
+                    out += 0.0  # float16's maximum keeps −0.0
+                return out, mask
+            if a.size > _CACHED_ZEROS:
+                out = np.zeros_like(a)
+                return np.maximum(a, out, out=out), mask
+            zeros = self._cache_zeros(a)
+        return np.maximum(a, zeros), mask
 
-    def _zeros(self, n: int, dtype: np.dtype) -> np.ndarray:
-        """A cached read-only row of n zeros (relu's second operand), a few sizes at a time."""
-        key = (n, dtype)
-        row = self._zeros_cache.get(key)
-        if row is None:
-            if len(self._zeros_cache) >= 8:  # a new batch size: drop the oldest
-                del self._zeros_cache[next(iter(self._zeros_cache))]
-            row = self._zeros_cache[key] = np.zeros(n, dtype)
-            row.flags.writeable = False
-        return row
+    def _cache_zeros(self, a: np.ndarray) -> np.ndarray:
+        """Read-only zeros shaped like ``a``, kept for a few shapes (relu's second operand)."""
+        if len(self._zeros) >= 8:  # a new batch size: drop the oldest
+            del self._zeros[next(iter(self._zeros))]
+        zeros = self._zeros[a.shape, a.dtype] = np.zeros(a.shape, a.dtype)
+        zeros.flags.writeable = False
+        return zeros
 
     def logsumexp(self, a: np.ndarray, axis: Axes, keepdims: bool = False) -> np.ndarray:
         if a.ndim == 2 and axis in _LAST_AXIS and a.size:

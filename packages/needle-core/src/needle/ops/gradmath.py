@@ -30,6 +30,7 @@ class ArrayMath:
     """``xp`` over one backend's arrays: its own methods, bound once (no extra call)."""
 
     records = False
+    transpose: Any  # the backend's, bound in __init__ with the others below
 
     def __init__(self, backend: Backend) -> None:
         self.backend = b = backend
@@ -50,7 +51,7 @@ class ArrayMath:
     def mT(self, a: Any) -> Any:  # noqa: N802 - PyTorch's name
         """The last two axes swapped."""
         n = a.ndim
-        return self.backend.transpose(a, _SWAP if n == 2 else (*range(n - 2), n - 1, n - 2))
+        return self.transpose(a, _SWAP if n == 2 else (*range(n - 2), n - 1, n - 2))
 
     def zeros(self, like: Value, shape: tuple[int, ...], dtype: Any) -> Any:
         return self.backend.full(shape, 0.0, dtype)

@@ -100,10 +100,11 @@ class BatchNorm1d(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(self, x, 2, 1, self.dim, "(N, {})")
-        if x.shape[0] == 0:
+        n = x.shape[0]
+        if n == 0:
             raise NeedleError(f"{describe(self)}: the batch is empty (input of shape {x.shape})")
         if self.training:
-            if x.shape[0] == 1:  # PyTorch's rule: the batch variance would be 0, the output 0
+            if n == 1:  # PyTorch's rule: the batch variance would be 0, the output 0
                 raise NeedleError(f"{describe(self)} in training needs more than one value per "
                                   f"channel to take statistics from, got input of shape "
                                   f"{self._shape_in or x.shape}; use a larger batch or .eval()")
