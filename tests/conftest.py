@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from needle import autograd
 from needle.cli import main
 from needle.cli.train import StopRequest
 from needle.device import REGISTRY
@@ -37,6 +38,10 @@ settings.register_profile(
                            HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# backward() takes needle's shape-exact ops at their word (Op._exact) for speed; every
+# test checks their gradients as it checks users' ops, so none can break that word unseen.
+autograd.CHECK_ALL_GRADIENTS = True
 
 
 @pytest.fixture

@@ -451,3 +451,46 @@ def test_custom_op_gradients_are_checked_and_the_op_named(device, mistake, messa
     y = t64([1.0, 2.0, 3.0], device, requires_grad=True)
     _Double(None)(y).sum().backward(create_graph=create_graph)
     np.testing.assert_array_equal(y.grad.numpy(), [2, 2, 2])
+
+
+class _DoubleXp(ndl.TensorOp):
+    """A user's op in needle's own style (``backward(xp, ...)``) with a forgotten
+    sum_to_shape: shape-exact in form, so only the check can catch it."""
+
+    def compute(self, a):
+        return self.backend.multiply(a, 2.0)
+
+    def backward(self, xp, g, node):
+        return (xp.broadcast_to(g, (2, *g.shape)),)
+
+
+@pytest.mark.parametrize("check_all", [False, True])
+def test_users_ops_are_checked_whether_or_not_needles_own_are(device, monkeypatch, check_all):
+    monkeypatch.setattr(ndl.autograd, "CHECK_ALL_GRADIENTS", check_all)
+    assert not _DoubleXp._exact and not _Double._exact
+    x = t64([1.0, 2.0, 3.0], device, requires_grad=True)
+    with pytest.raises(ndl.NeedleError, match=r"_DoubleXp.gradient returned a gradient of shape"):
+        _DoubleXp()(x).sum().backward()
+    with pytest.raises(ndl.NeedleError, match=r"_Double.gradient returned a gradient of shape"):
+        _Double("shape")(x).sum().backward()
+
+
+class _FaultyNeedleOp(_DoubleXp):
+    __module__ = "needle.ops.faulty"  # as if needle shipped it: trusted to be shape-exact
+
+
+@pytest.mark.parametrize("check_all", [False, True])
+def test_needles_shape_exact_ops_are_checked_only_when_every_gradient_is(device, monkeypatch,
+                                                                         check_all):
+    assert _FaultyNeedleOp._exact
+    assert all(getattr(ndl.ops, name)._exact for name in ("Exp", "ReLU", "BatchNorm", "Linear"))
+    assert not ndl.ops.EWiseAdd._exact, "a broadcasting op's gradients are always fitted"
+    monkeypatch.setattr(ndl.autograd, "CHECK_ALL_GRADIENTS", check_all)
+    x = t64([1.0, 2.0, 3.0], device, requires_grad=True)
+    if check_all:  # what the test suite runs with, so a faulty needle op cannot pass it
+        with pytest.raises(ndl.NeedleError, match=r"_FaultyNeedleOp.gradient returned a "
+                                                  r"gradient of shape \(2, 3\)"):
+            _FaultyNeedleOp()(x).sum().backward()
+    else:  # the speed it buys: the walk takes needle's word for it
+        _FaultyNeedleOp()(x).sum().backward()
+        assert x.grad.shape == (2, 3)

@@ -61,6 +61,10 @@ _creation = itertools.count()
 
 _grad_enabled = True
 
+#: Check the gradients of needle's own shape-exact ops in ``backward()`` too, as every
+#: other op's are (the test suite turns this on; see ``Op._exact``).
+CHECK_ALL_GRADIENTS = False
+
 F = TypeVar("F", bound=Callable[..., Any])
 V = TypeVar("V", bound="Value")
 
@@ -126,6 +130,12 @@ class Op:
     broadcasts = False
     #: Set per class: its derivative is ``backward`` (not a user's ``gradient``).
     _native = False
+    #: Set per class: one of needle's own ops whose ``backward`` gives every gradient its
+    #: input's shape and dtype (no broadcasting). ``backward()`` skips its check of them,
+    #: about a sixth of a small model's backward time; the test suite, which exercises
+    #: every op, runs with ``CHECK_ALL_GRADIENTS`` on to hold them to it. Users' ops, and
+    #: subclasses of needle's ops, are always checked.
+    _exact = False
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -139,6 +149,7 @@ class Op:
             if "backward" in klass.__dict__:
                 cls._native = True
                 break
+        cls._exact = cls._native and not cls.broadcasts and cls.__module__.startswith("needle.")
 
     def __call__(self, *args: Any) -> Any:
         raise NotImplementedError
@@ -898,7 +909,8 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
     Each op's ``backward`` runs on backend arrays (``array_math``), or on Tensors
     (``TENSOR_MATH``) under ``create_graph``. Here, once for every op, a gradient of
     the broadcast shape is summed back to its input's shape, and every gradient is
-    checked against its input (a user's op with a wrong shape is named, not absorbed).
+    checked against its input (a user's op with a wrong shape is named, not absorbed),
+    except those of needle's shape-exact ops (``Op._exact``).
     """
     grads: dict[Value, Any] = {output: out_grad if create_graph else out_grad._array}
     leaves = [output] if output.op is None else []
@@ -910,8 +922,7 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
         grad = grads.pop(node)
         if type(grad) is TupleGrad:  # parts of a split: zeros for the parts nobody used
             grad = grad.dense(node)
-        op = node.op
-        assert op is not None  # only nodes made by an op enter the heap
+        op: Any = node.op  # never None: only nodes made by an op enter the heap
         pulled: tuple[Any, ...]
         if op._native:
             if not create_graph and op.backend is not backend:
@@ -923,13 +934,15 @@ def _backward(output: Value, out_grad: Value, create_graph: bool) -> None:
             _check_gradient_types(op, node, pulled)
         else:
             pulled = op.vjp(grad, node)
+        check = CHECK_ALL_GRADIENTS or not op._exact
         for inp, g in zip(node.inputs, pulled):
             if g is not None and inp.requires_grad:
-                d = inp._array  # each gradient must look like its input (custom ops!)
-                if type(d) is not tuple and (g.shape != d.shape or (
-                        g.dtype is not d.dtype and g.dtype != d.dtype)):
-                    g = _fit(op, node, inp, g, TENSOR_MATH if create_graph
-                             else array_math(inp._device.backend))
+                if check:  # each gradient must look like its input (custom ops!)
+                    d = inp._array
+                    if type(d) is not tuple and (g.shape != d.shape or (
+                            g.dtype is not d.dtype and g.dtype != d.dtype)):
+                        g = _fit(op, node, inp, g, TENSOR_MATH if create_graph
+                                 else array_math(inp._device.backend))
                 old = grads.get(inp)
                 if old is None:
                     grads[inp] = g

@@ -26,8 +26,6 @@ class Linear(TensorOp):
             raise NeedleError(f"linear: input of shape {x.shape} has {x.shape[-1]} features but "
                               f"the weight of shape {w.shape} expects {w.shape[0]}")
 
-    broadcasts = True  # the bias: the walk sums its gradient over the batch
-
     def backward(self, xp, g, node):
         x, w = node.inputs[:2]
         xv, wv = xp.value(x), xp.value(w)
@@ -41,8 +39,8 @@ class Linear(TensorOp):
         if len(node.inputs) == 2:
             return gx, gw
         b = node.inputs[2]._array
-        if b.size != g2.shape[-1]:  # a wider bias: the walk sums its gradient back
-            return gx, gw, g
+        if b.size != g2.shape[-1]:  # a wider bias, broadcast over some leading axes
+            return gx, gw, xp.sum_to_shape(g, tuple(b.shape))
         return gx, gw, xp.reshape(xp.sum(g2, (0,)), b.shape)  # the usual (out,) bias
 
 
