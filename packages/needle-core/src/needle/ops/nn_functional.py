@@ -6,7 +6,7 @@ the backend arrays stay on this side of the Tensor.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -64,7 +64,8 @@ def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor | N
     return weight.broadcast_to(x.shape) * (centred / std) + bias.broadcast_to(x.shape)
 
 
-def _bad_statistic(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None) -> None:
+def _bad_statistic(x: Tensor, running_mean: Tensor | None,
+                   running_var: Tensor | None) -> NoReturn:
     """Name the running statistic that does not fit ``x`` (N, D)."""
     d = x.shape[-1] if x.shape else 0
     for name, stat in (("running_mean", running_mean), ("running_var", running_var)):
@@ -72,6 +73,8 @@ def _bad_statistic(x: Tensor, running_mean: Tensor | None, running_var: Tensor |
             raise NeedleError(f"batch_norm: {name} must have shape ({d},) and device "
                               f"{x.device} for the input of shape {x.shape}, got "
                               f"{stat.shape} on {stat.device}")
+    raise NeedleError(f"batch_norm: the running statistics do not fit the input of shape "
+                      f"{x.shape} on {x.device}")
 
 
 def embedding(ids: Any, weight: Tensor) -> Tensor:
