@@ -6,7 +6,7 @@ the backend arrays stay on this side of the Tensor.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
@@ -46,11 +46,14 @@ def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor | N
     fused kernel (no graph). Out of training the running statistics replace the batch's.
     """
     shape = x._array.shape
-    row = shape[-1:] or (0,)  # (D,): the shape of each statistic
+    stat_shape = shape[-1:] or (0,)  # (D,)
     for stat in (running_mean, running_var):  # inline checks, identity first: the hot path
-        if stat is not None and (stat._array.shape != row or (
+        if stat is not None and (stat._array.shape != stat_shape or (
                 stat._device is not x._device and stat._device != x._device)):
-            _bad_statistic(x, running_mean, running_var)
+            name = "running_mean" if stat is running_mean else "running_var"
+            raise NeedleError(f"batch_norm: {name} must have shape {stat_shape} and device "
+                              f"{x.device} for the input of shape {x.shape}, got "
+                              f"{stat.shape} on {stat.device}")
     if training:
         # the fused op writes the running statistics' arrays in place (core's business)
         mean = running_mean._array if running_mean is not None else None
@@ -58,23 +61,10 @@ def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor | N
         return BatchNorm(eps, mean, var, momentum)(x, weight, bias)
     if running_mean is None or running_var is None:
         raise NeedleError("batch_norm: out of training it needs running_mean and running_var")
-    row = (1, shape[-1] if shape else 0)
+    row = (1, stat_shape[0])
     centred = x - running_mean.reshape(row).broadcast_to(x.shape)
     std = ((running_var + eps) ** 0.5).reshape(row).broadcast_to(x.shape)
     return weight.broadcast_to(x.shape) * (centred / std) + bias.broadcast_to(x.shape)
-
-
-def _bad_statistic(x: Tensor, running_mean: Tensor | None,
-                   running_var: Tensor | None) -> NoReturn:
-    """Name the running statistic that does not fit ``x`` (N, D)."""
-    d = x.shape[-1] if x.shape else 0
-    for name, stat in (("running_mean", running_mean), ("running_var", running_var)):
-        if stat is not None and (stat.shape != (d,) or stat.device != x.device):
-            raise NeedleError(f"batch_norm: {name} must have shape ({d},) and device "
-                              f"{x.device} for the input of shape {x.shape}, got "
-                              f"{stat.shape} on {stat.device}")
-    raise NeedleError(f"batch_norm: the running statistics do not fit the input of shape "
-                      f"{x.shape} on {x.device}")
 
 
 def embedding(ids: Any, weight: Tensor) -> Tensor:
