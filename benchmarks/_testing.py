@@ -13,12 +13,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-def quick_run(name: str, **extra_env: str) -> tuple[list[dict[str, Any]], str]:
-    """``run.py name --quick --no-torch`` through the launcher, as a user starts it (with
-    ``extra_env`` added); returns its JSON records and its whole output."""
+def quick_run(name: str, *args: str, **extra_env: str) -> tuple[list[dict[str, Any]], str]:
+    """``run.py name --quick --no-torch [args]`` through the launcher, as a user starts it
+    (with ``extra_env`` added); returns its JSON records and its whole output."""
     env = dict(os.environ, **extra_env)
     env.pop("NEEDLE_BENCH_CHILD", None)
-    done = subprocess.run([sys.executable, str(HERE / "run.py"), name, "--quick", "--no-torch"],
+    done = subprocess.run([sys.executable, str(HERE / "run.py"), name, "--quick", "--no-torch",
+                           *args],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

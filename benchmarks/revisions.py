@@ -12,9 +12,11 @@ Each run imports the other revision's packages from a temporary ``git worktree``
 ``packages/*/src`` first on ``PYTHONPATH``) and checks that ``needle`` really came from
 there; the steps, data and timing are this checkout's code for both trees.
 
-    hatch run bench:revisions [--against REV] [--rounds N] [--batch N] [--quick]
+    hatch run bench:revisions [--against REV] [--at REV] [--rounds N] [--batch N] [--quick]
 
 ``--against`` defaults to ``HEAD``: the uncommitted changes against the last commit.
+``--at C --against C^`` times one past change on its own (commit ``C`` against its
+parent), both trees from temporary worktrees, still with this checkout's harness.
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ def resolve(rev: str) -> str:
     return done.stdout.strip()
 
 
+def _label(rev: str, commit: str) -> str:
+    return f"{rev} ({commit[:10]})" if rev != commit[:len(rev)] else commit[:10]
+
+
 def compare(runs: dict[str, list[dict[str, float]]], names: Sequence[str]
             ) -> list[dict[str, Any]]:
     """Per config: each tree's median and spread of speeds, and the change of the first
@@ -108,15 +114,22 @@ def main(args: Any) -> None:
 
     rev = args.against or "HEAD"
     commit = resolve(rev)
-    label = f"{rev} ({commit[:10]})" if rev != commit[:len(rev)] else commit[:10]
+    label = _label(rev, commit)
+    at = getattr(args, "at", None)
+    at_commit = resolve(at) if at else None
+    if at_commit == commit:
+        raise SystemExit(f"revisions: --at and --against name the same commit ({commit[:10]})")
+    this = _label(at, at_commit) if at and at_commit else "this checkout"
     _harness.print_machine_line()
     report = _harness.Report("revisions", args, None)
     with tempfile.TemporaryDirectory(prefix="needle-rev-") as tmp:
-        other = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet",
-                        str(other), commit], check=True)
+        wanted = {label: commit, **({this: at_commit} if at_commit else {})}
+        worktrees = {name: Path(tmp) / f"tree{i}" for i, name in enumerate(wanted)}
         try:
-            trees = {"this checkout": REPO, label: other}
+            for name, path in worktrees.items():
+                subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach",
+                                "--quiet", str(path), wanted[name]], check=True)
+            trees = {this: worktrees.get(this, REPO), label: worktrees[label]}
             names = list(trees)
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
             for r in range(args.rounds):
@@ -124,15 +137,18 @@ def main(args: Any) -> None:
                     runs[name].append(run_tree(trees[name], args))
                     print(f"# round {r + 1}, {name}: {json.dumps(runs[name][-1])}", flush=True)
         finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(other)],
-                           check=False)
+            for path in worktrees.values():
+                if path.exists():
+                    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
+                                    str(path)], check=False)
     rows = compare(runs, names)
     for row in rows:
-        report.record({"config": row["config"], "batch": args.batch, "against": commit},
+        report.record({"config": row["config"], "batch": args.batch, "against": commit,
+                       **({"at": at_commit} if at_commit else {})},
                       "needle/numpy by-step speed", row["trees"], {"change": row["change"]})
     report.table(
-        f"MLP-ResNet batch {args.batch}: needle/NumPy speed by step, this checkout against {label}",
-        ["optimizer", "this checkout", "spread", label, "spread ", "change"],
+        f"MLP-ResNet batch {args.batch}: needle/NumPy speed by step, {this} against {label}",
+        ["optimizer", this, "spread", label, "spread ", "change"],
         [[row["config"],
           row["trees"][names[0]]["median"],
           f"{row['trees'][names[0]]['min']:.3f}-{row['trees'][names[0]]['max']:.3f}",
@@ -140,7 +156,7 @@ def main(args: Any) -> None:
           f"{row['trees'][names[1]]['min']:.3f}-{row['trees'][names[1]]['max']:.3f}",
           f"{row['change']:+.1%}"] for row in rows],
         [f"{args.rounds} rounds, the trees alternating; above 1.0 needle is faster than NumPy",
-         "change: this checkout's median against the other's; inside the spreads it is noise"])
+         f"change: {this}'s median against the other's; inside the spreads it is noise"])
     report.finish()
 
 

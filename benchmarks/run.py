@@ -42,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
     p.add_argument("--against", default=None, metavar="REV",
                    help="revisions: the commit to compare this checkout with (default HEAD)")
+    p.add_argument("--at", default=None, metavar="REV",
+                   help="revisions: measure this commit instead of the checkout (to time one "
+                        "change on its own: --at C --against C^)")
     p.add_argument("--rounds", type=int, default=4,
                    help="revisions: runs of each tree, alternating (default 4)")
     p.add_argument("--batch", type=int, default=128,

@@ -68,3 +68,27 @@ def test_the_batch_size_reaches_each_run(monkeypatch, tmp_path):
     assert revisions.run_tree(tmp_path, args) == {"sgd": 1.0, "adam": 1.0}
     argv = seen[0]
     assert argv[argv.index("--batch") + 1] == "8" and "--quick" in argv
+
+
+def test_at_and_against_the_same_commit_is_refused():
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(against="HEAD", at="HEAD", repeats=5, quick=True, batch=128, rounds=2)
+    with pytest.raises(SystemExit, match="name the same commit"):
+        revisions.main(args)
+
+
+@pytest.mark.skipif(not (_mnist.data_dir() / "mnist" / _mnist.IMAGES).is_file(),
+                    reason="MNIST test images not found (NEEDLE_DATA_DIR)")
+def test_quick_run_of_one_past_commit_against_its_parent():
+    before = subprocess.run(["git", "-C", str(revisions.REPO), "worktree", "list"],
+                            capture_output=True, text=True, check=True).stdout
+    records, out = quick_run("revisions", "--at", "HEAD", "--against", "HEAD~1", "--rounds", "2")
+    head = revisions.resolve("HEAD")
+    assert [r["config"]["at"] for r in records] == [head, head]
+    assert {r["config"]["against"] for r in records} == {revisions.resolve("HEAD~1")}
+    assert all(len(t["runs"]) == 2 for r in records for t in r["results"].values())
+    assert "HEAD (" in out and "against HEAD~1 (" in out and "this checkout" not in out
+    after = subprocess.run(["git", "-C", str(revisions.REPO), "worktree", "list"],
+                           capture_output=True, text=True, check=True).stdout
+    assert after == before  # both temporary worktrees are gone
