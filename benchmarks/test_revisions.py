@@ -78,8 +78,15 @@ def test_at_and_against_the_same_commit_is_refused():
         revisions.main(args)
 
 
+def _has_parent() -> bool:
+    done = subprocess.run(["git", "-C", str(revisions.REPO), "rev-parse", "--verify", "-q",
+                           "HEAD~1^{commit}"], capture_output=True, text=True)
+    return done.returncode == 0
+
+
 @pytest.mark.skipif(not (_mnist.data_dir() / "mnist" / _mnist.IMAGES).is_file(),
                     reason="MNIST test images not found (NEEDLE_DATA_DIR)")
+@pytest.mark.skipif(not _has_parent(), reason="HEAD has no parent commit here (a shallow clone)")
 def test_quick_run_of_one_past_commit_against_its_parent():
     before = subprocess.run(["git", "-C", str(revisions.REPO), "worktree", "list"],
                             capture_output=True, text=True, check=True).stdout
