@@ -145,6 +145,21 @@ def test_relu_is_exact_at_signed_zeros_infinities_and_nan(device, dtype, size):
         assert not np.signbit(got[~np.isnan(got)]).any(), "relu of a negative or -0.0 is -0.0"
 
 
+def test_cpu_constant_cache_stays_bounded_and_read_only():
+    # relu's zeros and the BLAS sums' rows of ones share one cache; a run through many
+    # batch sizes must not grow it, and its arrays must never be written by a caller.
+    from needle_backend_cpu.backend import _CONSTANT_BYTES, CPUBackend
+
+    bk = CPUBackend()
+    for n in range(1, 400, 3):
+        a = np.full((n, 1000), -1.0)
+        np.testing.assert_array_equal(bk.relu(a)[0], 0.0)
+        np.testing.assert_array_equal(bk.sum(a, (0,)), -n)
+        assert bk._constant_bytes == sum(c.nbytes for c in bk._constants.values())
+        assert bk._constant_bytes <= _CONSTANT_BYTES
+    assert all(not c.flags.writeable for c in bk._constants.values())
+
+
 @given(shape=nst.shapes(min_dims=0), data=st.data())
 def test_astype_converts_forward_and_casts_the_gradient_back(device, shape, data):
     x = data.draw(nst.arrays(shape, np.float32, min_value=-5, max_value=5))

@@ -21,6 +21,7 @@ _FIRST_AXIS = (0, -2, (0,), (-2,))  # the axis arguments that mean axis 0 of a 2
 _LAST_AXIS = (1, -1, (1,), (-1,))
 _BLAS_ROW = 4096  # the longest row summed by BLAS (see _blas_sum)
 _CACHED_ZEROS = 1 << 17  # the largest relu whose zeros are kept between calls (see relu)
+_CONSTANT_BYTES = 8 << 20  # what the cache of constant arrays holds at most (see _constant)
 
 
 def _as_row(a: np.ndarray) -> np.ndarray:
@@ -39,8 +40,8 @@ class CPUBackend(ArrayModuleBackend):
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[Any, ...], np.ndarray] = {}
-        self._ones_cache: dict[tuple[int, np.dtype, float], np.ndarray] = {}
-        self._zeros: dict[tuple[tuple[int, ...], np.dtype], np.ndarray] = {}
+        self._constants: dict[tuple[tuple[int, ...], np.dtype, float], np.ndarray] = {}
+        self._constant_bytes = 0
 
     # -- reductions: NumPy returns scalars for full reductions; keep arrays ---
     # ufunc.reduce directly: np.sum's Python wrappers cost more than the work on small arrays
@@ -95,14 +96,20 @@ class CPUBackend(ArrayModuleBackend):
 
     def _ones(self, n: int, dtype: np.dtype, value: float = 1.0) -> np.ndarray:
         """A cached read-only (1, n) row of ``value`` (the ones of ``_blas_sum``)."""
-        key = (n, dtype, value)
-        row = self._ones_cache.get(key)
-        if row is None:
-            if len(self._ones_cache) > 64:  # many batch sizes: start again, never grow unbounded
-                self._ones_cache.clear()
-            row = self._ones_cache[key] = np.full((1, n), value, dtype)
-            row.flags.writeable = False
-        return row
+        row = self._constants.get(((1, n), dtype, value))
+        return row if row is not None else self._constant((1, n), dtype, value)
+
+    def _constant(self, shape: tuple[int, ...], dtype: np.dtype, value: float) -> np.ndarray:
+        """A read-only array of ``value``, kept for later calls with the same shape: the rows
+        of ones of BLAS sums, relu's zeros. The cache holds at most ``_CONSTANT_BYTES``, the
+        oldest arrays going first, so a run through many batch sizes cannot grow it."""
+        a = np.full(shape, value, dtype)
+        a.flags.writeable = False
+        while self._constants and self._constant_bytes + a.nbytes > _CONSTANT_BYTES:
+            self._constant_bytes -= self._constants.pop(next(iter(self._constants))).nbytes
+        self._constants[shape, dtype, value] = a
+        self._constant_bytes += a.nbytes
+        return a
 
     def max(self, a: np.ndarray, axis: Axes = None, keepdims: bool = False) -> np.ndarray:
         if a.ndim == 2 and axis in _LAST_AXIS and a.size:
@@ -129,7 +136,7 @@ class CPUBackend(ArrayModuleBackend):
         # between two arrays (3x faster at 128 x 100), and it is exact where x·[x > 0] is
         # not: relu(−inf) = 0, relu(NaN) = NaN, +0.0 (never −0.0) for negatives and −0.0.
         mask = np.greater(a, 0).astype(a.dtype)
-        zeros = self._zeros.get((a.shape, a.dtype))  # inline: this runs for every relu
+        zeros = self._constants.get((a.shape, a.dtype, 0.0))  # inline: runs for every relu
         if zeros is None:
             if a.dtype not in _BLAS_DTYPES:
                 out = np.maximum(a, 0)
@@ -139,16 +146,8 @@ class CPUBackend(ArrayModuleBackend):
             if a.size > _CACHED_ZEROS:
                 out = np.zeros_like(a)
                 return np.maximum(a, out, out=out), mask
-            zeros = self._cache_zeros(a)
+            zeros = self._constant(a.shape, a.dtype, 0.0)
         return np.maximum(a, zeros), mask
-
-    def _cache_zeros(self, a: np.ndarray) -> np.ndarray:
-        """Read-only zeros shaped like ``a``, kept for a few shapes (relu's second operand)."""
-        if len(self._zeros) >= 8:  # a new batch size: drop the oldest
-            del self._zeros[next(iter(self._zeros))]
-        zeros = self._zeros[a.shape, a.dtype] = np.zeros(a.shape, a.dtype)
-        zeros.flags.writeable = False
-        return zeros
 
     def logsumexp(self, a: np.ndarray, axis: Axes, keepdims: bool = False) -> np.ndarray:
         if a.ndim == 2 and axis in _LAST_AXIS and a.size:
