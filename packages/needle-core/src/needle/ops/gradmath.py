@@ -11,7 +11,9 @@ Every op writes its derivative once, as ``backward(xp, out_grad, node)``, using 
 Fused kernels (batch-norm backward, softmax) are namespace functions too: the array
 world calls the backend's kernel, the Tensor world a decomposition into Tensor ops
 (the reference that higher-order gradients differentiate and tests compare with).
-Broadcasting is undone once, by the backward walk (``sum_to_shape``), not in each op.
+Broadcasting is undone once, by the backward walk (``sum_to_shape``), for the ops that
+say ``broadcasts = True``; ``Linear`` sums its bias's gradient itself, which keeps it
+shape-exact (``Op._exact``), so the walk need not check it.
 """
 
 from __future__ import annotations
